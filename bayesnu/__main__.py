@@ -1,0 +1,7 @@
+"""``python -m bayesnu`` runs the command line."""
+
+import sys
+
+from bayesnu.cli import main
+
+sys.exit(main())
