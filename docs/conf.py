@@ -12,7 +12,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 project = "bayesnu"
 author = "bayesnu developers"
-copyright = "2026, bayesnu developers"  # noqa: A001
+copyright = "2026, bayesnu developers"
 from bayesnu import __version__ as release  # noqa: E402
 
 version = release
