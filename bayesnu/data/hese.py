@@ -295,15 +295,35 @@ def _validate_observables(path: Path, obj: dict, cols: dict[str, np.ndarray]) ->
     e = cols["recoDepositedEnergy"]
     _check(path, obj, "recoDepositedEnergy", e, e > 0, "energies must be > 0 GeV", "energies are in GeV")
     m = cols["recoMorphology"]
-    _check(path, obj, "recoMorphology", m, np.isin(m, list(MORPHOLOGIES)),
-           "morphology must be 0 (cascade), 1 (track) or 2 (double cascade)",
-           "use the release's codes")  # fmt: skip
+    _check(
+        path,
+        obj,
+        "recoMorphology",
+        m,
+        np.isin(m, list(MORPHOLOGIES)),
+        "morphology must be 0 (cascade), 1 (track) or 2 (double cascade)",
+        "use the release's codes",
+    )
     z = cols["recoZenith"]
-    _check(path, obj, "recoZenith", z, (z >= 0) & (z <= math.pi), "zenith must lie in [0, pi] rad",
-           "zenith angles are in radians")  # fmt: skip
+    _check(
+        path,
+        obj,
+        "recoZenith",
+        z,
+        (z >= 0) & (z <= math.pi),
+        "zenith must lie in [0, pi] rad",
+        "zenith angles are in radians",
+    )
     length = cols["recoLength"]
-    _check(path, obj, "recoLength", length, np.isnan(length) | (length >= 0), "lengths must be >= 0 m or NaN",
-           "lengths are in metres; write NaN where undefined")  # fmt: skip
+    _check(
+        path,
+        obj,
+        "recoLength",
+        length,
+        np.isnan(length) | (length >= 0),
+        "lengths must be >= 0 m or NaN",
+        "lengths are in metres; write NaN where undefined",
+    )
 
 
 def _check_lengths(path: Path, cols: Mapping[str, np.ndarray]) -> None:
@@ -426,10 +446,18 @@ def read_hese_mc(source: str | Path | Sequence[str | Path]) -> HESEMonteCarlo:
     obs_path, obs_obj = raw["recoDepositedEnergy"]
     _validate_observables(obs_path, obs_obj, {n: merged[n] for n in DATA_FIELDS})
     ptype = merged["primaryType"]
-    chk("primaryType", np.isin(ptype, sorted(PDG_CODES)), f"PDG code must be one of {sorted(PDG_CODES)}",
-        "use +-12, +-14, +-16 for neutrinos and +-13 for atmospheric muons")  # fmt: skip
-    chk("interactionType", np.isin(merged["interactionType"], list(INTERACTIONS)),
-        "interaction must be 0 (muon), 1 (CC), 2 (NC) or 3 (GR)", "use the release's codes")  # fmt: skip
+    chk(
+        "primaryType",
+        np.isin(ptype, sorted(PDG_CODES)),
+        f"PDG code must be one of {sorted(PDG_CODES)}",
+        "use +-12, +-14, +-16 for neutrinos and +-13 for atmospheric muons",
+    )
+    chk(
+        "interactionType",
+        np.isin(merged["interactionType"], list(INTERACTIONS)),
+        "interaction must be 0 (muon), 1 (CC), 2 (NC) or 3 (GR)",
+        "use the release's codes",
+    )
     chk("primaryEnergy", merged["primaryEnergy"] > 0, "energies must be > 0 GeV", "energies are in GeV")
     for name in (
         "weightOverFluxOverLivetime",
@@ -443,9 +471,12 @@ def read_hese_mc(source: str | Path | Sequence[str | Path]) -> HESEMonteCarlo:
         v = merged[name]
         chk(name, (v >= 0) & (v <= 1), "veto passing fractions lie in [0, 1]", "check the field")
     is_muon = np.abs(ptype) == 13
-    chk("interactionType", (merged["interactionType"] == 0) == is_muon,
+    chk(
+        "interactionType",
+        (merged["interactionType"] == 0) == is_muon,
         "interactionType 0 is for atmospheric muons (primaryType +-13) only",
-        "give muons interactionType 0 and neutrinos 1, 2 or 3")  # fmt: skip
+        "give muons interactionType 0 and neutrinos 1, 2 or 3",
+    )
     extra = tuple(sorted(n for n in raw if n not in MC_FIELDS))
     return HESEMonteCarlo(merged, ", ".join(str(p) for p in paths), extra)
 
@@ -476,8 +507,11 @@ def write_hese_mc(directory: str | Path, mc: HESEMonteCarlo | Mapping[str, np.nd
     fields = mc.fields if isinstance(mc, HESEMonteCarlo) else mc
     missing = [f for f in MC_FIELDS if f not in fields]
     if missing:
-        raise DataFormatError(f"cannot write MC without field(s) {missing}", field=missing[0],
-                              fix="provide every field of the HESE MC schema")  # fmt: skip
+        raise DataFormatError(
+            f"cannot write MC without field(s) {missing}",
+            field=missing[0],
+            fix="provide every field of the HESE MC schema",
+        )
     directory = Path(directory)
     out = []
     for name, names in MC_FILES.items():

@@ -255,8 +255,11 @@ def simulate_hese_mc(config: HESESimulationConfig | None = None) -> HESEMonteCar
     morph[is_dc] = 2
     gr = interaction == 3
     r = rng.uniform(size=n)
-    e_dep[gr] = np.where(r[gr] < 0.676, e[gr], np.where(r[gr] < 0.783, 0.5 * e[gr], np.where(
-        r[gr] < 0.889, 0.05 * e[gr], 0.5 * e[gr])))  # fmt: skip
+    e_dep[gr] = np.where(
+        r[gr] < 0.676,
+        e[gr],
+        np.where(r[gr] < 0.783, 0.5 * e[gr], np.where(r[gr] < 0.889, 0.05 * e[gr], 0.5 * e[gr])),
+    )
     morph[gr & (r >= 0.783) & (r < 0.889)] = 1
 
     # misidentification
@@ -268,8 +271,9 @@ def simulate_hese_mc(config: HESESimulationConfig | None = None) -> HESEMonteCar
 
     sig_e = np.where(morph == 1, c.sigma_log_e_track, c.sigma_log_e_cascade)
     reco_e = e_dep * np.exp(rng.normal(size=n) * sig_e)
-    sig_dir = np.select([morph == 1, morph == 2], [c.sigma_dir_track_rad, c.sigma_dir_dc_rad],
-                        c.sigma_dir_cascade_rad)  # fmt: skip
+    sig_dir = np.select(
+        [morph == 1, morph == 2], [c.sigma_dir_track_rad, c.sigma_dir_dc_rad], c.sigma_dir_cascade_rad
+    )
     reco_zen = _smear_direction(rng, zenith, sig_dir)
     reco_len = np.full(n, np.nan)
     genuine_dc = is_dc & (morph == 2)

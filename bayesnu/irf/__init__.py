@@ -1,0 +1,1 @@
+"""Instrument response functions (effective areas, smearing, detector-systematic splines)."""
