@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
+from threadpoolctl import threadpool_limits
 
 from bayesnu.errors import ConfigError
 
@@ -206,10 +207,13 @@ def maximize(
     for x0 in x0s:
         x0 = np.clip(x0, [b[0] if b[0] is not None else -np.inf for b in bounds],
                      [b[1] if b[1] is not None else np.inf for b in bounds])  # fmt: skip
-        res = optimize.minimize(
-            fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-            options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxls": 50},
-        )  # fmt: skip
+        # L-BFGS-B's small BLAS calls are much slower with several OpenBLAS threads (they
+        # spin against XLA's thread pool: 100x on a loaded 2-core machine), so run it on one.
+        with threadpool_limits(1, user_api="blas"):
+            res = optimize.minimize(
+                fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxls": 50},
+            )  # fmt: skip
         nfev += int(res.nfev)
         ok = bool(res.success) and res.fun < 1e299
         results.append((x0, res, ok))

@@ -174,17 +174,17 @@ def read_photospline(path: str | Path) -> SplineTable:
     return SplineTable(jnp.asarray(coeff), tuple(jnp.asarray(t) for t in knots), order, extents, str(path))
 
 
-def _padded_knots(t: jax.Array, k: int) -> jax.Array:
+def _padded_knots(t, k: int, xp=jnp):
     """Knots extended by ``k + 1`` extrapolated points on each side (finite, distinct spacing)."""
     if k == 0:
         return t
-    lo_step = jnp.maximum(t[1] - t[0], 1.0)
-    hi_step = jnp.maximum(t[-1] - t[-2], 1.0)
-    steps = jnp.arange(1, k + 2, dtype=t.dtype)
-    return jnp.concatenate([t[0] - steps[::-1] * lo_step, t, t[-1] + steps * hi_step])
+    lo_step = xp.maximum(t[1] - t[0], 1.0)
+    hi_step = xp.maximum(t[-1] - t[-2], 1.0)
+    steps = xp.arange(1, k + 2, dtype=t.dtype)
+    return xp.concatenate([t[0] - steps[::-1] * lo_step, t, t[-1] + steps * hi_step])
 
 
-def basis_window(t: jax.Array, k: int, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def basis_window(t, k: int, x, xp=jnp):
     """Non-zero B-splines of degree ``k`` at ``x`` (de Boor's recursion).
 
     Parameters
@@ -195,27 +195,29 @@ def basis_window(t: jax.Array, k: int, x: jax.Array) -> tuple[jax.Array, jax.Arr
         Degree.
     x
         Points, any shape.
+    xp
+        Array namespace: :mod:`jax.numpy` (default, differentiable) or :mod:`numpy`.
 
     Returns
     -------
-    left : Array of int
+    left : array of int
         Knot interval ``l`` with ``t[l] <= x < t[l+1]`` (clipped to ``[0, m-2]``).
-    values : Array
+    values : array
         Shape ``x.shape + (k + 1,)``: :math:`B_{l-k+i}(x)`, ``i = 0..k``; basis
         functions whose index lies outside ``0..n-1`` are set to 0.
-    inside : Array of bool
+    inside : array of bool
         ``t[0] < x <= t[-1]`` (photospline's table-support test).
     """
     m = t.shape[0]
     n = m - k - 1
-    left = jnp.clip(jnp.searchsorted(t, x, side="right") - 1, 0, m - 2)
-    tp = _padded_knots(t, k)
+    left = xp.clip(xp.searchsorted(t, x, side="right") - 1, 0, m - 2)
+    tp = _padded_knots(t, k, xp)
     off = k + 1 if k > 0 else 0
-    biatx = [jnp.ones_like(x)]
+    biatx = [xp.ones_like(x)]
     for j in range(k):
         tr = [tp[left + off + i + 1] for i in range(j + 1)]
         tl = [tp[left + off - i] for i in range(j + 1)]
-        saved = jnp.zeros_like(x)
+        saved = xp.zeros_like(x)
         new = []
         for i in range(j + 1):
             delta_r = tr[i] - x
@@ -225,9 +227,9 @@ def basis_window(t: jax.Array, k: int, x: jax.Array) -> tuple[jax.Array, jax.Arr
             saved = delta_l * term
         new.append(saved)
         biatx = new
-    values = jnp.stack(biatx, axis=-1)
-    idx = left[..., None] - k + jnp.arange(k + 1)
-    values = jnp.where((idx >= 0) & (idx < n), values, 0.0)
+    values = xp.stack(biatx, axis=-1)
+    idx = left[..., None] - k + xp.arange(k + 1)
+    values = xp.where((idx >= 0) & (idx < n), values, 0.0)
     inside = (x > t[0]) & (x <= t[-1])
     return left, values, inside
 
@@ -281,9 +283,9 @@ class ContractedSpline:
     Attributes
     ----------
     rows
-        ``(N, n + 2k)``: column ``j`` is the coefficient of basis function ``j - k`` of
-        the last dimension for event ``e`` (``k`` zero columns on both sides), so that
-        :func:`evaluate_contracted` gives :math:`f(x_e, s)` for every event at once.
+        ``(n + 2k, N)``: row ``j`` holds, for every event, the coefficient of basis
+        function ``j - k`` of the last dimension (``k`` zero rows on both sides), so that
+        :func:`evaluate_contracted` gives :math:`f(x_e, s)` for all events at once.
     knots
         Knot vector of the last dimension.
     order
@@ -295,35 +297,37 @@ class ContractedSpline:
     order: int = field(metadata=dict(static=True))
 
 
-def contract(table: SplineTable, x_fixed: jax.Array) -> ContractedSpline:
+def contract(table: SplineTable, x_fixed: np.ndarray) -> ContractedSpline:
     """Sum out dimensions ``0..D-2`` at per-event coordinates ``x_fixed`` (shape ``(N, D-1)``).
 
-    Events outside the table support in a fixed dimension get all-zero rows (their
-    spline value is 0, as photospline returns).
+    Runs once per analysis set-up, in numpy (the contraction is linear in the
+    coefficients, so the result is exact). Events outside the table support in a fixed
+    dimension get all-zero rows (their spline value is 0, as photospline returns).
     """
-    x_fixed = jnp.asarray(x_fixed, dtype=jnp.float64)
+    x_fixed = np.asarray(x_fixed, dtype=np.float64)
     d = table.ndim
-    if x_fixed.shape[-1] != d - 1:
-        raise ValueError(f"need {d - 1} fixed coordinates per event, got {x_fixed.shape[-1]}")
+    if x_fixed.ndim != 2 or x_fixed.shape[1] != d - 1:
+        raise ValueError(f"need {d - 1} fixed coordinates per event, got shape {x_fixed.shape}")
     k_last = table.order[-1]
-    pads = [(k, k) for k in table.order[:-1]] + [(k_last, k_last)]
-    cpad = jnp.pad(table.coefficients, pads)
+    coeff = np.asarray(table.coefficients)
+    cpad = np.pad(coeff, [(k, k) for k in table.order[:-1]] + [(k_last, k_last)])
+    knots = [np.asarray(t) for t in table.knots]
     lefts, vals = [], []
-    inside_all = jnp.ones(x_fixed.shape[0], dtype=bool)
+    inside_all = np.ones(x_fixed.shape[0], dtype=bool)
     for i in range(d - 1):
-        left, v, inside = basis_window(table.knots[i], table.order[i], x_fixed[:, i])
+        left, v, inside = basis_window(knots[i], table.order[i], x_fixed[:, i], xp=np)
         lefts.append(left)
         vals.append(v)
         inside_all &= inside
-    grids = jnp.meshgrid(*[jnp.arange(k + 1) for k in table.order[:-1]], indexing="ij")
+    grids = np.meshgrid(*[np.arange(k + 1) for k in table.order[:-1]], indexing="ij")
     idx = tuple(lefts[i][:, None] + grids[i].ravel()[None, :] for i in range(d - 1))
     block = cpad[idx]  # (N, prod(k+1), n_last + 2k)
     w = vals[0]
     for i in range(1, d - 1):
         w = (w[:, :, None] * vals[i][:, None, :]).reshape(w.shape[0], -1)
-    rows = jnp.einsum("nb,nbj->nj", w, block)
-    rows = jnp.where(inside_all[:, None], rows, 0.0)
-    return ContractedSpline(rows, table.knots[-1], k_last)
+    rows = np.einsum("nb,nbj->jn", w, block)
+    rows[:, ~inside_all] = 0.0
+    return ContractedSpline(jnp.asarray(rows), jnp.asarray(knots[-1]), k_last)
 
 
 def evaluate_contracted(spline: ContractedSpline, s: jax.Array) -> jax.Array:
@@ -333,5 +337,5 @@ def evaluate_contracted(spline: ContractedSpline, s: jax.Array) -> jax.Array:
     """
     k = spline.order
     left, v, inside = basis_window(spline.knots, k, jnp.asarray(s, dtype=jnp.float64))
-    window = jax.lax.dynamic_slice_in_dim(spline.rows, left, k + 1, axis=1)
-    return jnp.where(inside, window @ v, 0.0)
+    window = jax.lax.dynamic_slice_in_dim(spline.rows, left, k + 1, axis=0)
+    return jnp.where(inside, v @ window, 0.0)

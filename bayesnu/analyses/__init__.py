@@ -1,0 +1,1 @@
+"""Analyses: NumPyro models over one JAX likelihood each."""

@@ -1,0 +1,1 @@
+"""Likelihood building blocks (pure JAX)."""
