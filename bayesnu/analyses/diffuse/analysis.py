@@ -353,22 +353,53 @@ class DiffuseAnalysis:
                     args=(self.inputs,),
                     fixed=fx,
                     starts=starts,
-                    compute_cov=compute_errors,
+                    compute_cov=False,
                     ftol=1e-13,
                     gtol=1e-9,
                 )
             )
         best = max(results, key=lambda r: r.logp)
+        params = {n: float(best.params[n]) for n in PARAMETER_NAMES}
+        errors = {n: math.nan for n in best.free}
+        if compute_errors:
+            errors.update(self.hessian_errors(params, best.free))
         return DiffuseFit(
-            params={n: float(best.params[n]) for n in PARAMETER_NAMES},
+            params=params,
             neg_llh=-best.logp,
             converged=bool(best.success),
             free=best.free,
             fixed=fx,
-            errors=best.errors(),
+            errors=errors,
             fits=results,
             likelihood=self.likelihood,
         )
+
+    def hessian_errors(self, params: Mapping[str, float], names: Sequence[str]) -> dict[str, float]:
+        """1-sigma errors from the inverse Hessian of ``-LLH`` over ``names``.
+
+        Parameters sitting on a prior bound are left out of the Hessian (their error is
+        NaN) so that the others still get errors.
+        """
+        full = self.full_params(params)
+        interior = []
+        for n in names:
+            p = self.priors[n]
+            tol = 1e-7 * max(1.0, abs(full[n]))
+            if not (abs(full[n] - p.lower) < tol or abs(full[n] - p.upper) < tol):
+                interior.append(n)
+        out = {n: math.nan for n in names}
+        if not interior:
+            return out
+        x = jnp.asarray([full[n] for n in interior])
+        rest = {n: jnp.asarray(v) for n, v in full.items() if n not in interior}
+        h = np.asarray(_hessian(tuple(interior))(x, rest, self.inputs))
+        try:
+            np.linalg.cholesky(h)
+            cov = np.linalg.inv(h)
+        except np.linalg.LinAlgError:
+            return out
+        out.update({n: float(np.sqrt(cov[i, i])) for i, n in enumerate(interior)})
+        return out
 
     # ------------------------------------------------------------------ sampling
     def sample(
@@ -441,5 +472,21 @@ def _interior(x: float, p: Prior, eps: float = 1e-3) -> float:
 
 
 _log_density_jit = jax.jit(log_density)
+_HESSIANS: dict[tuple[str, ...], Any] = {}
+
+
+def _hessian(names: tuple[str, ...]):
+    """Jitted Hessian of -log density over the parameters ``names`` (cached per name tuple)."""
+    if names not in _HESSIANS:
+
+        def neg(x, rest, inputs):
+            theta = dict(rest)
+            theta.update({n: x[i] for i, n in enumerate(names)})
+            return -log_density(theta, inputs)
+
+        _HESSIANS[names] = jax.jit(jax.hessian(neg))
+    return _HESSIANS[names]
+
+
 _log_density_batch = jax.jit(jax.vmap(log_density, in_axes=(0, None)))
 _component_weights_jit = jax.jit(component_weights)
