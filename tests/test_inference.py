@@ -75,8 +75,16 @@ def normal_model(y: jnp.ndarray) -> None:
 
 def test_nuts_datatree_summary_and_netcdf(tmp_path: Path) -> None:
     y = np.random.default_rng(0).normal(3.0, 2.0, size=200)
-    dt = run_nuts(normal_model, model_args=(jnp.asarray(y),), chains=2, draws=400, warmup=300, seed=1,
-                  observed_data={"n_obs": 200}, attrs={"analysis": "toy"})  # fmt: skip
+    dt = run_nuts(
+        normal_model,
+        model_args=(jnp.asarray(y),),
+        chains=2,
+        draws=400,
+        warmup=300,
+        seed=1,
+        observed_data={"n_obs": 200},
+        attrs={"analysis": "toy"},
+    )
     assert {"posterior", "sample_stats", "observed_data"} <= set(dt.children)
     s = summarize(dt, ["mu", "sigma"])
     assert s["chains"] == 2 and s["draws"] == 400

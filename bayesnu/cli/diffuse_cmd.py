@@ -84,8 +84,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--likelihood", choices=["say", "poisson"], default="say")
     p.add_argument("--fix", action="append", metavar="NAME=VALUE", help="fix a parameter (repeatable)")
-    p.add_argument("--prior", action="append", metavar="NAME=MEAN,SD[,LO,HI]",
-                   help="override a prior ('flat,flat' for flat; repeatable)")  # fmt: skip
+    p.add_argument(
+        "--prior",
+        action="append",
+        metavar="NAME=MEAN,SD[,LO,HI]",
+        help="override a prior ('flat,flat' for flat; repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -114,15 +118,23 @@ def _sample(args: argparse.Namespace) -> int:
         save_netcdf(dt, args.out)
     summary = summarize(dt, var_names=list(ana.free_parameters))
     params = {n: {("q5" if k == "q05" else k): v for k, v in s.items()} for n, s in summary["params"].items()}
-    out = {"params": params, "divergences": summary["divergences"], "chains": summary["chains"],
-           "draws": summary["draws"], "out": args.out, "likelihood": ana.likelihood}  # fmt: skip
+    out = {
+        "params": params,
+        "divergences": summary["divergences"],
+        "chains": summary["chains"],
+        "draws": summary["draws"],
+        "out": args.out,
+        "likelihood": ana.likelihood,
+    }
     if args.json:
         emit_json(out)
         return 0
     print(f"{'parameter':<18} {'mean':>10} {'sd':>9} {'q5':>10} {'q95':>10} {'r_hat':>7} {'ess_bulk':>9}")
     for n, s in params.items():
-        print(f"{n:<18} {s['mean']:>10.4g} {s['sd']:>9.3g} {s['q5']:>10.4g} {s['q95']:>10.4g} "
-              f"{s['r_hat']:>7.3f} {s['ess_bulk']:>9.0f}")  # fmt: skip
+        print(
+            f"{n:<18} {s['mean']:>10.4g} {s['sd']:>9.3g} {s['q5']:>10.4g} {s['q95']:>10.4g} "
+            f"{s['r_hat']:>7.3f} {s['ess_bulk']:>9.0f}"
+        )
     print(
         f"divergences: {summary['divergences']}" + (f"; posterior written to {args.out}" if args.out else "")
     )
@@ -138,8 +150,12 @@ def _simulate(args: argparse.Namespace) -> int:
     mc = simulate_hese_mc(cfg)
     out = Path(args.outdir)
     files = write_hese_mc(out, mc)
-    meta = {"generator": "bayesnu.data.hese_simulate", "note": "simulated, NOT IceCube's Monte Carlo",
-            "config": cfg.to_dict(), "n_events": len(mc)}  # fmt: skip
+    meta = {
+        "generator": "bayesnu.data.hese_simulate",
+        "note": "simulated, NOT IceCube's Monte Carlo",
+        "config": cfg.to_dict(),
+        "n_events": len(mc),
+    }
     atomic_write_text(out / "simulation.json", json.dumps(meta, indent=1))
     result = {"files": [str(f) for f in files], "n_events": len(mc), "seed": cfg.seed}
     if args.json:

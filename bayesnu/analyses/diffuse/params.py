@@ -71,25 +71,53 @@ class ParameterInfo:
 PARAMETERS: dict[str, ParameterInfo] = {
     p.name: p
     for p in (
-        ParameterInfo("cr_delta_gamma", Prior(-0.05, 0.05), -0.05, "",
-                      "change of the cosmic-ray spectral index (atmospheric fluxes)"),
-        ParameterInfo("nunubar_ratio", Prior(1.0, 0.1, 0.0, 2.0), 1.0, "",
-                      "atmospheric neutrino/antineutrino scale r (nu x r, nubar x (2 - r))"),
-        ParameterInfo("anisotropy_scale", Prior(1.0, 0.2, 0.0, 2.0), 1.0, "",
-                      "ice anisotropy scale", detector=True),
+        ParameterInfo(
+            "cr_delta_gamma",
+            Prior(-0.05, 0.05),
+            -0.05,
+            "",
+            "change of the cosmic-ray spectral index (atmospheric fluxes)",
+        ),
+        ParameterInfo(
+            "nunubar_ratio",
+            Prior(1.0, 0.1, 0.0, 2.0),
+            1.0,
+            "",
+            "atmospheric neutrino/antineutrino scale r (nu x r, nubar x (2 - r))",
+        ),
+        ParameterInfo(
+            "anisotropy_scale", Prior(1.0, 0.2, 0.0, 2.0), 1.0, "", "ice anisotropy scale", detector=True
+        ),
         ParameterInfo("astro_gamma", Prior(), 2.5, "", "astrophysical spectral index"),
-        ParameterInfo("astro_norm", Prior(lower=0.0), 6.0, "1e-18 GeV^-1 cm^-2 s^-1 sr^-1",
-                      "six-neutrino astrophysical flux at 100 TeV (astro_norm/6 per species)"),
+        ParameterInfo(
+            "astro_norm",
+            Prior(lower=0.0),
+            6.0,
+            "1e-18 GeV^-1 cm^-2 s^-1 sr^-1",
+            "six-neutrino astrophysical flux at 100 TeV (astro_norm/6 per species)",
+        ),
         ParameterInfo("conv_norm", Prior(1.0, 0.4, 0.0), 1.0, "", "conventional atmospheric flux scale"),
-        ParameterInfo("epsilon_dom", Prior(0.99, 0.1, 0.8, 1.25), 0.99, "",
-                      "DOM efficiency (absolute energy scale)", detector=True),
-        ParameterInfo("epsilon_head_on", Prior(0.0, 0.5, -3.82, 2.18), 0.0, "",
-                      "DOM head-on (hole-ice forward) angular acceptance", detector=True),
+        ParameterInfo(
+            "epsilon_dom",
+            Prior(0.99, 0.1, 0.8, 1.25),
+            0.99,
+            "",
+            "DOM efficiency (absolute energy scale)",
+            detector=True,
+        ),
+        ParameterInfo(
+            "epsilon_head_on",
+            Prior(0.0, 0.5, -3.82, 2.18),
+            0.0,
+            "",
+            "DOM head-on (hole-ice forward) angular acceptance",
+            detector=True,
+        ),
         ParameterInfo("muon_norm", Prior(1.0, 0.5, 0.0), 1.0, "", "atmospheric muon flux scale"),
         ParameterInfo("kpi_ratio", Prior(1.0, 0.1, 0.0), 1.0, "", "kaon/pion ratio correction"),
         ParameterInfo("prompt_norm", Prior(lower=0.0), 1.0, "", "prompt atmospheric flux scale"),
     )
-}  # fmt: skip
+}
 
 #: Parameter names in the release's order.
 PARAMETER_NAMES: tuple[str, ...] = tuple(PARAMETERS)

@@ -46,8 +46,10 @@ def wilks_threshold(confidence: float, dof: int) -> float:
 
 
 #: Gaussian 1- and 2-sigma probabilities.
-SIGMA_LEVELS: tuple[float, float] = (float(stats.norm.cdf(1) - stats.norm.cdf(-1)),
-                                     float(stats.norm.cdf(2) - stats.norm.cdf(-2)))  # fmt: skip
+SIGMA_LEVELS: tuple[float, float] = (
+    float(stats.norm.cdf(1) - stats.norm.cdf(-1)),
+    float(stats.norm.cdf(2) - stats.norm.cdf(-2)),
+)
 
 
 @dataclass(frozen=True)
@@ -187,21 +189,29 @@ def load_published_scan(path: str | Path) -> ProfileScan:
             continue
         parts = s.split()
         if len(parts) != 3:
-            raise DataFormatError(f"{len(parts)} fields, expected 3 (astro_gamma astro_norm -LLH)",
-                                  path=path, line=lineno, fix="one grid point per line")  # fmt: skip
+            raise DataFormatError(
+                f"{len(parts)} fields, expected 3 (astro_gamma astro_norm -LLH)",
+                path=path,
+                line=lineno,
+                fix="one grid point per line",
+            )
         try:
             vals = [float(p) for p in parts]
         except ValueError:
-            raise DataFormatError(f"non-numeric field in {s!r}", path=path, line=lineno,
-                                  fix="all fields are numbers") from None  # fmt: skip
+            raise DataFormatError(
+                f"non-numeric field in {s!r}", path=path, line=lineno, fix="all fields are numbers"
+            ) from None
         if not all(math.isfinite(v) for v in vals):
             raise DataFormatError("non-finite value", path=path, line=lineno, fix="replace NaN/inf")
         rows.append(vals)
     arr = np.array(rows)
     gamma, norm = np.unique(arr[:, 0]), np.unique(arr[:, 1])
     if gamma.size * norm.size != arr.shape[0]:
-        raise DataFormatError(f"{arr.shape[0]} points do not form a {gamma.size} x {norm.size} grid",
-                              path=path, fix="the scan must cover every (gamma, norm) pair once")  # fmt: skip
+        raise DataFormatError(
+            f"{arr.shape[0]} points do not form a {gamma.size} x {norm.size} grid",
+            path=path,
+            fix="the scan must cover every (gamma, norm) pair once",
+        )
     table = np.full((gamma.size, norm.size), np.nan)
     table[np.searchsorted(gamma, arr[:, 0]), np.searchsorted(norm, arr[:, 1])] = arr[:, 2]
     if np.isnan(table).any():
@@ -243,9 +253,14 @@ def profile_scan(
         start = {n: fit.params[n] for n in nuis}
         if j == (norm.size - 1 if i % 2 == 0 else 0):
             row_start = dict(start)
-    return ProfileScan(gamma, norm, table, nuis_tab,
-                       best=(best.params["astro_gamma"], best.params["astro_norm"], best.neg_llh),
-                       source="bayesnu profile scan")  # fmt: skip
+    return ProfileScan(
+        gamma,
+        norm,
+        table,
+        nuis_tab,
+        best=(best.params["astro_gamma"], best.params["astro_norm"], best.neg_llh),
+        source="bayesnu profile scan",
+    )
 
 
 def _isatty() -> bool:
@@ -260,16 +275,22 @@ def astro_ts(analysis: DiffuseAnalysis) -> dict[str, float]:
     With ``astro_norm = 0`` the index is undefined; it is fixed at its best-fit value.
     """
     best = analysis.fit(compute_errors=False)
-    null = analysis.fit(fixed={"astro_norm": 0.0, "astro_gamma": best.params["astro_gamma"]},
-                        compute_errors=False)  # fmt: skip
+    null = analysis.fit(
+        fixed={"astro_norm": 0.0, "astro_gamma": best.params["astro_gamma"]}, compute_errors=False
+    )
     ts = 2.0 * (null.neg_llh - best.neg_llh)
-    return {"ts": ts, "neg_llh_best": best.neg_llh, "neg_llh_null": null.neg_llh,
-            "sqrt_ts": math.sqrt(max(ts, 0.0))}  # fmt: skip
+    return {
+        "ts": ts,
+        "neg_llh_best": best.neg_llh,
+        "neg_llh_null": null.neg_llh,
+        "sqrt_ts": math.sqrt(max(ts, 0.0)),
+    }
 
 
 # ----------------------------------------------------------------------------- flux points
-def _piecewise_log_density(theta: dict, inputs: DiffuseInputs, segment: jax.Array, log_e_rel: jax.Array,
-                           gamma_pw: jax.Array) -> jax.Array:  # fmt: skip
+def _piecewise_log_density(
+    theta: dict, inputs: DiffuseInputs, segment: jax.Array, log_e_rel: jax.Array, gamma_pw: jax.Array
+) -> jax.Array:
     """Log-density with the astro flux replaced by per-segment normalisations ``piece_j``.
 
     ``segment[i]`` is the true-energy bin of event ``i`` (-1 outside: no astro flux),
@@ -398,8 +419,20 @@ def flux_points(
         up = _crossing(np.insert(grid[above], 0, best_norm[j]), np.insert(d[above], 0, 0.0), 0.5)
         errn[j] = best_norm[j] - lo if math.isfinite(lo) else best_norm[j]
         errp[j] = up - best_norm[j]
-    return FluxPoints(edges[:-1], edges[1:], e_ref, best_norm, errn, errp, ul, ts, norm_scan, llh_scan,
-                      float(gamma_pw), ul_confidence)  # fmt: skip
+    return FluxPoints(
+        edges[:-1],
+        edges[1:],
+        e_ref,
+        best_norm,
+        errn,
+        errp,
+        ul,
+        ts,
+        norm_scan,
+        llh_scan,
+        float(gamma_pw),
+        ul_confidence,
+    )
 
 
 def astro_norm_to_per_flavour(norm: float | np.ndarray) -> float | np.ndarray:
