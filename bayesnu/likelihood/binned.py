@@ -17,7 +17,9 @@ SAY (Argüelles, Schneider, Yuan, arXiv:1901.04645, eq. 3.15)
        \\ln L_b = \\alpha\\ln\\beta + \\ln\\Gamma(k + \\alpha) - \\ln k! - (k + \\alpha)\\ln(1 + \\beta)
                  - \\ln\\Gamma(\\alpha).
 
-    It tends to the Poisson likelihood as :math:`\\sigma^2/\\mu \\to 0`.
+    It tends to the Poisson likelihood as :math:`\\sigma^2/\\mu \\to 0`. Bins with
+    :math:`\\mu_b < 10^{-30}` use the Poisson term (a difference below :math:`10^{-29}`
+    in :math:`\\ln L`; the SAY gradient overflows there).
 
 Special cases follow the HESE release's implementation: a bin without MC events is
 skipped (``has_mc`` false: it contributes 0 whatever :math:`k_b`); a bin whose
@@ -34,6 +36,9 @@ from jax.scipy.special import gammaln
 
 LIKELIHOODS: tuple[str, ...] = ("say", "poisson")
 
+#: Below this expected count a bin's SAY term is replaced by the Poisson term (see :func:`say_logpmf`).
+TINY_EXPECTATION = 1e-30
+
 
 def poisson_logpmf(k: jax.Array, mu: jax.Array) -> jax.Array:
     """Per-bin Poisson log-probability (``mu <= 0``: 0 for ``k = 0``, else ``-inf``)."""
@@ -45,7 +50,10 @@ def poisson_logpmf(k: jax.Array, mu: jax.Array) -> jax.Array:
 
 def say_logpmf(k: jax.Array, mu: jax.Array, sigma2: jax.Array) -> jax.Array:
     """Per-bin SAY effective log-likelihood (arXiv:1901.04645), release special cases included."""
-    pos = mu > 0
+    # Bins with a negligible expectation (mu < 1e-30, e.g. only Earth-absorbed MC events) use
+    # the Poisson term: it differs from SAY by ~mu there (< 1e-29 in ln L) while the SAY
+    # gradient would overflow (d alpha / d sigma2 = -mu^2 / sigma2^2).
+    pos = mu > TINY_EXPECTATION
     has_var = sigma2 > 0
     ok = pos & has_var
     mu_s = jnp.where(ok, mu, 1.0)

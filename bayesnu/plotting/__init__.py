@@ -1,0 +1,1 @@
+"""Plots (matplotlib; import pyplot lazily)."""
