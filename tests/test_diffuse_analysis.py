@@ -94,8 +94,11 @@ def test_fit_recovers_truth_and_prior_normalisation(ana):
     from bayesnu.analyses.diffuse.model import log_likelihood
 
     ll = float(log_likelihood({k: jnp.asarray(v) for k, v in p.items()}, ana.inputs))
-    prior = sum(-0.5 * math.log(2 * math.pi) - math.log(pr.sd) - (p[n] - pr.mean) ** 2 / (2 * pr.sd**2)
-                for n, pr in ana.priors.items() if pr.gaussian)  # fmt: skip
+    prior = sum(
+        -0.5 * math.log(2 * math.pi) - math.log(pr.sd) - (p[n] - pr.mean) ** 2 / (2 * pr.sd**2)
+        for n, pr in ana.priors.items()
+        if pr.gaussian
+    )
     assert abs(with_prior - (-(ll + prior))) < 1e-9
     # outside a bound the density is -inf
     assert ana.neg_llh({**p, "conv_norm": -0.1}) == math.inf
@@ -167,14 +170,46 @@ def test_flux_points_shapes(ana):
 def test_cli_fit_and_sample(tmp_path, capsys, real_hese_dir, mc):
     write_hese_mc(tmp_path / "mc", mc)
     data = str(real_hese_dir / "HESE_data.json")
-    rc = main(["fit", "diffuse", "--data", data, "--mc", str(tmp_path / "mc"), "--fix", "muon_norm=1.2",
-               "--likelihood", "poisson", "--json"])  # fmt: skip
+    rc = main(
+        [
+            "fit",
+            "diffuse",
+            "--data",
+            data,
+            "--mc",
+            str(tmp_path / "mc"),
+            "--fix",
+            "muon_norm=1.2",
+            "--likelihood",
+            "poisson",
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["muon_norm"] == 1.2 and out["converged"] and math.isfinite(out["neg_llh"])
     assert {"astro_gamma", "astro_norm", "prompt_norm", "epsilon_dom"} <= set(out)
-    rc = main(["sample", "diffuse", "--data", data, "--mc", str(tmp_path / "mc"), "--chains", "2", "--draws", "60",
-               "--warmup", "60", "--seed", "1", "--out", str(tmp_path / "post.nc"), "--json"])  # fmt: skip
+    rc = main(
+        [
+            "sample",
+            "diffuse",
+            "--data",
+            data,
+            "--mc",
+            str(tmp_path / "mc"),
+            "--chains",
+            "2",
+            "--draws",
+            "60",
+            "--warmup",
+            "60",
+            "--seed",
+            "1",
+            "--out",
+            str(tmp_path / "post.nc"),
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert {"mean", "sd", "q5", "q95", "r_hat", "ess_bulk"} <= set(out["params"]["astro_gamma"])
@@ -183,10 +218,14 @@ def test_cli_fit_and_sample(tmp_path, capsys, real_hese_dir, mc):
 
 
 def test_card_runner_and_plots(tmp_path, real_hese_dir):
-    section = {"data": str(real_hese_dir / "HESE_data.json"), "mc": "simulated",
-               "simulation": {"n_neutrino": 8000, "n_muon": 200, "seed": 4},
-               "sample": {"chains": 2, "draws": 50, "warmup": 50, "seed": 2},
-               "profile_scan": {"gamma": [2.3, 3.3, 3], "norm": [3.0, 9.0, 3]}, "plots": True}  # fmt: skip
+    section = {
+        "data": str(real_hese_dir / "HESE_data.json"),
+        "mc": "simulated",
+        "simulation": {"n_neutrino": 8000, "n_muon": 200, "seed": 4},
+        "sample": {"chains": 2, "draws": 50, "warmup": 50, "seed": 2},
+        "profile_scan": {"gamma": [2.3, 3.3, 3], "norm": [3.0, 9.0, 3]},
+        "plots": True,
+    }
     res = run_diffuse_card(section, tmp_path)
     for name in (
         "fit.json",
@@ -204,9 +243,10 @@ def test_card_runner_and_plots(tmp_path, real_hese_dir):
 
 @pytest.mark.slow
 def test_coverage_2d_wilks(mc):
-    """Frequentist coverage of the 68.3% 2D Wilks region of (astro_gamma, astro_norm), 60 pseudo-experiments."""
-    probe = DiffuseAnalysis(read_placeholder(), mc, fixed={"kpi_ratio": 1.0, "nunubar_ratio": 1.0,
-                                                           "cr_delta_gamma": -0.05})  # fmt: skip
+    """Coverage of the 68.3% 2D Wilks region of (astro_gamma, astro_norm), 60 pseudo-experiments."""
+    probe = DiffuseAnalysis(
+        read_placeholder(), mc, fixed={"kpi_ratio": 1.0, "nunubar_ratio": 1.0, "cr_delta_gamma": -0.05}
+    )
     truth = dict(PUBLISHED_BEST_FIT, kpi_ratio=1.0, nunubar_ratio=1.0, cr_delta_gamma=-0.05)
     w = sum(probe.component_event_weights(truth).values())
     level = wilks_threshold(SIGMA_LEVELS[0], 2)
@@ -215,8 +255,10 @@ def test_coverage_2d_wilks(mc):
         data = sample_events(HESEMonteCarlo(probe.mc_fields), w, seed=1000 + seed)
         a = DiffuseAnalysis(data, mc, fixed=probe.fixed, likelihood="poisson")
         best = a.fit(compute_errors=False, split_epsilon_dom=False).neg_llh
-        at_truth = a.fit(fixed={"astro_gamma": truth["astro_gamma"], "astro_norm": truth["astro_norm"]},
-                         compute_errors=False).neg_llh  # fmt: skip
+        at_truth = a.fit(
+            fixed={"astro_gamma": truth["astro_gamma"], "astro_norm": truth["astro_norm"]},
+            compute_errors=False,
+        ).neg_llh
         inside.append(at_truth - best <= level)
     frac = float(np.mean(inside))
     assert 0.68 - 3 * math.sqrt(0.68 * 0.32 / 60) < frac < 0.68 + 3 * math.sqrt(0.68 * 0.32 / 60)

@@ -51,14 +51,31 @@ def plot_energy_projection(
     colors = {"muon": "#3b0f70", "conv": "#8c2981", "prompt": "#de4968", "astro": "#fe9f6d"}
     for comp in ("muon", "conv", "prompt", "astro"):
         per_e = np.bincount(e_bin, weights=exp[comp], minlength=b.n_energy)
-        ax.bar(edges[:-1], per_e, width=np.diff(edges), bottom=bottom, align="edge", color=colors[comp],
-               label=COMPONENT_LABELS[comp], alpha=0.9)  # fmt: skip
+        ax.bar(
+            edges[:-1],
+            per_e,
+            width=np.diff(edges),
+            bottom=bottom,
+            align="edge",
+            color=colors[comp],
+            label=COMPONENT_LABELS[comp],
+            alpha=0.9,
+        )
         bottom += per_e
     k = np.bincount(e_bin, weights=analysis.counts, minlength=b.n_energy)
     centers = np.sqrt(edges[:-1] * edges[1:])
     lo, hi = poisson_interval(k)
-    ax.errorbar(centers, k, yerr=[k - lo, hi - k], xerr=[centers - edges[:-1], edges[1:] - centers], fmt="o",
-                color="black", ms=4, capsize=2, label="Data")  # fmt: skip
+    ax.errorbar(
+        centers,
+        k,
+        yerr=[k - lo, hi - k],
+        xerr=[centers - edges[:-1], edges[1:] - centers],
+        fmt="o",
+        color="black",
+        ms=4,
+        capsize=2,
+        label="Data",
+    )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylim(0.05, max(40.0, float(np.max(hi)) * 1.5))
@@ -102,8 +119,13 @@ def plot_profile_contours(
         cum = np.cumsum(flat) / flat.sum()
         lv = sorted({float(flat[min(np.searchsorted(cum, c), flat.size - 1)]) for c in confidences})
         xc, yc = 0.5 * (xe[1:] + xe[:-1]), 0.5 * (ye[1:] + ye[:-1])
-        ax.contour(*np.meshgrid(xc, yc, indexing="ij"), h, levels=lv, colors="C3",
-                   linestyles=["dashed", "solid"][: len(lv)])  # fmt: skip
+        ax.contour(
+            *np.meshgrid(xc, yc, indexing="ij"),
+            h,
+            levels=lv,
+            colors="C3",
+            linestyles=["dashed", "solid"][: len(lv)],
+        )
         ax.plot([], [], color="C3", label="posterior (HPD)")
     ax.set_xlabel(r"$\gamma_\mathrm{astro}$")
     ax.set_ylabel(r"$\Phi_\mathrm{astro}$ [$10^{-18}$ GeV$^{-1}$ cm$^{-2}$ s$^{-1}$ sr$^{-1}$, 6 $\nu$]")

@@ -45,10 +45,15 @@ KEYS = {
 
 #: The release's published best fit (HESE 7.5 yr, single power law), used for pseudo-data.
 PUBLISHED_BEST_FIT = {
-    "cr_delta_gamma": -0.05309302, "nunubar_ratio": 0.99815326, "astro_gamma": 2.87375956,
-    "astro_norm": 6.36488608, "conv_norm": 1.00621679, "muon_norm": 1.18706341, "kpi_ratio": 1.00013744,
+    "cr_delta_gamma": -0.05309302,
+    "nunubar_ratio": 0.99815326,
+    "astro_gamma": 2.87375956,
+    "astro_norm": 6.36488608,
+    "conv_norm": 1.00621679,
+    "muon_norm": 1.18706341,
+    "kpi_ratio": 1.00013744,
     "prompt_norm": 0.0,
-}  # fmt: skip
+}
 
 
 def _resolve(value: str | None, card_dir: Path | None) -> Path | None:
@@ -94,8 +99,12 @@ def run_diffuse_card(
         notes.append(f"MC: {mc.source}")
     data_path = _resolve(section.get("data"), card_dir)
     splines = _resolve(section.get("splines"), card_dir)
-    kw = dict(likelihood=section.get("likelihood", "say"), spline_dir=splines,
-              priors=section.get("priors") or {}, fixed=section.get("fixed") or {})  # fmt: skip
+    kw = dict(
+        likelihood=section.get("likelihood", "say"),
+        spline_dir=splines,
+        priors=section.get("priors") or {},
+        fixed=section.get("fixed") or {},
+    )
     if data_path is not None and data_path.exists():
         data = read_hese_data(data_path)
         notes.append(f"data: {data_path} ({len(data)} events)")
@@ -115,8 +124,12 @@ def run_diffuse_card(
     post = None
     if section.get("sample"):
         s = dict(section["sample"])
-        post = ana.sample(chains=s.get("chains", 4), draws=s.get("draws", 1000), warmup=s.get("warmup", 1000),
-                          seed=s.get("seed", 0))  # fmt: skip
+        post = ana.sample(
+            chains=s.get("chains", 4),
+            draws=s.get("draws", 1000),
+            warmup=s.get("warmup", 1000),
+            seed=s.get("seed", 0),
+        )
         save_netcdf(post, out / "posterior.nc")
         summ = summarize(post, var_names=list(ana.free_parameters))
         result["posterior"] = summ
