@@ -84,7 +84,7 @@ class SeasonModel:
             raise DataFormatError(
                 f"the smearing matrix of season {season.name} is missing",
                 path=season.spec.smearing_file,
-                fix="the point-source likelihood needs it: download the full release or write a simulated one "
+                fix="the point-source likelihood needs it: download the full release or simulate one "
                 f"with 'bayesnu data simulate --out DIR --complete-from <release> --seasons {season.name}'",
             )
         self.settings = settings or ResponseSettings()

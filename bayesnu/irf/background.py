@@ -71,7 +71,8 @@ def build_spatial_background(
     if np.any(h <= 0):
         empty = 0.5 * (sin_dec_edges[:-1] + sin_dec_edges[1:])[h <= 0]
         raise DataFormatError(
-            f"season {season}: the sin(dec) background histogram has empty bins at {np.round(empty, 3).tolist()}",
+            f"season {season}: the sin(dec) background histogram has empty bins at "
+            f"{np.round(empty, 3).tolist()}",
             field="Dec[deg]",
             fix="the data-driven background needs events in every sin(dec) bin: use more events "
             "or a coarser binning",

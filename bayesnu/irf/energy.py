@@ -26,6 +26,7 @@ sum over true bins is a matrix product and every :math:`\gamma` costs one spline
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import jax
@@ -157,7 +158,7 @@ def build_signal_energy_pdf(
     mask = (te >= lo) & (te <= hi)
     log_edges = te[mask]
     enu_edges = 10.0**log_edges
-    true_idx = [int(np.digitize(0.5 * (a + b), te) - 1) for a, b in zip(log_edges[:-1], log_edges[1:])]
+    true_idx = [int(np.digitize(0.5 * (a + b), te) - 1) for a, b in itertools.pairwise(log_edges)]
     xvals = 0.5 * (log10_e_edges[:-1] + log10_e_edges[1:])
     det = detection_probability(aeff, dec_rad, enu_edges[:-1], enu_edges[1:])
     # Reco-energy densities of every true bin at the season's bin centres (step 4).

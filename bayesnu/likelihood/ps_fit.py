@@ -65,7 +65,7 @@ def _newton_ns(f, ns_max: float, n_iter: int) -> tuple[jax.Array, jax.Array]:
 
     d0 = g1(0.0)
     start = jnp.where(d0 > 0, jnp.minimum(1.0, ns_max), 0.0)
-    ns, lo, hi = jax.lax.fori_loop(0, n_iter, body, (start, jnp.asarray(0.0), jnp.asarray(ns_max)))
+    ns, _, _ = jax.lax.fori_loop(0, n_iter, body, (start, jnp.asarray(0.0), jnp.asarray(ns_max)))
     ns = jnp.where(d0 <= 0, 0.0, ns)
     return ns, f(ns)
 
@@ -82,7 +82,7 @@ def fit_ns_gamma(
     n_newton: int = 40,
     n_polish: int = 20,
 ) -> PSFit:
-    """Maximise :math:`\\ln\\Lambda(n_s, \\gamma)` on :math:`[0, n_{s,max}]\\times[\\gamma_{min}, \\gamma_{max}]`.
+    """Maximise :math:`\\ln\\Lambda(n_s, \\gamma)` on the box of ns and gamma bounds.
 
     Parameters
     ----------
