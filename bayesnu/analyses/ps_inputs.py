@@ -151,8 +151,8 @@ class SeasonModel:
         A zero background density gives S/(float64 resolution); infinities become the
         largest float32.
         """
-        s = np.asarray(sig.pdf_grid(jnp.asarray(log10_e)))
-        b = np.asarray(self.energy_bkg.pdf(jnp.asarray(log10_e), jnp.asarray(sin_dec)))[:, None]
+        s = sig.pdf_grid(np.asarray(log10_e))
+        b = self.energy_bkg.pdf(np.asarray(log10_e), np.asarray(sin_dec))[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.where(b > 0, s / np.where(b > 0, b, 1.0), s / _RESOLUTION)
         return np.where(np.isposinf(r), _F32_MAX, r)
@@ -220,7 +220,7 @@ def build_inputs(
         cols["ra"].append(ra[sel])
         cols["dec"].append(dec[sel])
         cols["sigma"].append(ev.ang_err_rad[sel])
-        cols["bsp"].append(np.asarray(m.spatial_bkg.pdf(jnp.asarray(sin_dec))))
+        cols["bsp"].append(m.spatial_bkg.pdf(sin_dec))
         cols["er"].append(m.energy_ratio(sig, ev.log10_energy[sel], sin_dec))
         cols["season"].append(np.full(int(sel.sum()), s, dtype=np.int32))
         n_total.append(len(ev))

@@ -30,7 +30,10 @@ VERBS: dict[str, str] = {
 }
 
 #: Modules that contribute sub-commands: each defines ``register(verbs)``.
-COMMAND_MODULES: tuple[str, ...] = ("bayesnu.cli.data_cmd",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "bayesnu.cli.data_cmd",
+    "bayesnu.cli.point_source_cmd",
+)
 
 
 def emit_json(obj: Any) -> None:

@@ -26,12 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy import interpolate, signal
 
 from bayesnu.errors import DataFormatError
-from bayesnu.irf.interp import PiecewisePoly
+from bayesnu.irf.interp import PiecewisePoly, array_namespace
 
 _TWO_PI = 2.0 * np.pi
 
@@ -50,7 +49,8 @@ class SpatialBackground:
 
     def pdf(self, sin_dec: jax.Array) -> jax.Array:
         """Background spatial PDF per steradian at ``sin_dec``."""
-        return jnp.exp(self.log_spline(sin_dec)) / _TWO_PI
+        xp = array_namespace(sin_dec, self.log_spline.coeffs)
+        return xp.exp(self.log_spline(sin_dec)) / _TWO_PI
 
 
 jax.tree_util.register_dataclass(SpatialBackground, data_fields=["log_spline"], meta_fields=[])
@@ -105,11 +105,13 @@ class EnergyBackground:
 
     def column(self, sin_dec: jax.Array) -> jax.Array:
         """sin(dec) column index (the first bin includes its lower edge, the last its upper)."""
+        xp = array_namespace(sin_dec, self.sin_dec_edges)
         e = self.sin_dec_edges
-        return jnp.clip(jnp.searchsorted(e, sin_dec, side="right") - 1, 0, e.shape[0] - 2)
+        return xp.clip(xp.searchsorted(e, sin_dec, side="right") - 1, 0, e.shape[0] - 2)
 
     def pdf(self, log10_e: jax.Array, sin_dec: jax.Array) -> jax.Array:
         """Density per unit log10(E/GeV) at (``log10_e``, ``sin_dec``); zero outside the range."""
+        xp = array_namespace(log10_e, sin_dec, self.log10_norm)
         col = self.column(sin_dec)
         val = 10.0 ** (self.log10_splines(log10_e, index=col) - self.log10_norm[col])
         inside = (
@@ -118,7 +120,7 @@ class EnergyBackground:
             & (sin_dec >= self.sin_dec_edges[0])
             & (sin_dec <= self.sin_dec_edges[-1])
         )
-        return jnp.where(inside, val, 0.0)
+        return xp.where(inside, val, 0.0)
 
 
 jax.tree_util.register_dataclass(
@@ -164,11 +166,11 @@ def build_energy_background(
     lo, hi = log10_e_edges[0], log10_e_edges[-1]
     qx = 0.5 * (hi - lo) * gx + 0.5 * (hi + lo)
     qw = 0.5 * (hi - lo) * gw
-    vals = 10.0 ** np.asarray(stack(jnp.asarray(qx)))  # (n_sd, 128)
+    vals = 10.0 ** stack(qx)  # (n_sd, 128)
     norm = vals @ qw
     return EnergyBackground(
-        sin_dec_edges=jnp.asarray(sin_dec_edges, dtype=float),
+        sin_dec_edges=np.asarray(sin_dec_edges, dtype=float),
         log10_splines=stack,
-        log10_norm=jnp.asarray(np.log10(norm)),
-        log10_e_range=jnp.asarray([lo, hi], dtype=float),
+        log10_norm=np.log10(norm),
+        log10_e_range=np.array([lo, hi], dtype=float),
     )

@@ -30,14 +30,13 @@ import itertools
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy import interpolate
 
 from bayesnu.data.ps_formats import EffectiveArea, SmearingMatrix
 from bayesnu.errors import ConfigError
 from bayesnu.flux import E0_DEFAULT_GEV, PowerLaw
-from bayesnu.irf.interp import PiecewisePoly
+from bayesnu.irf.interp import PiecewisePoly, array_namespace
 
 #: Default grid of spectral indices for the tabulated PDFs: 1..4 in steps of 0.1
 #: plus one extra node on each side (as SkyLLH), so interpolation covers [1, 4].
@@ -105,12 +104,13 @@ class SignalEnergyPDF:
 
     def pdf_grid(self, log10_e: jax.Array) -> jax.Array:
         """Densities per unit log10 E at every grid gamma: shape ``(*log10_e.shape, K)``."""
-        x = jnp.asarray(log10_e, dtype=float)
+        xp = array_namespace(log10_e, self.norm)
+        x = xp.asarray(log10_e, dtype=float)
         vals = self.splines(x)  # (K, *x.shape)
         inside = (x >= self.splines.breaks[0]) & (x <= self.splines.breaks[-1])
         inside &= (x >= self.log10_e_range[0]) & (x < self.log10_e_range[1])
-        vals = jnp.where(inside, vals, 0.0) / self.norm.reshape((-1,) + (1,) * x.ndim)
-        return jnp.moveaxis(vals, 0, -1)
+        vals = xp.where(inside, vals, 0.0) / self.norm.reshape((-1,) + (1,) * x.ndim)
+        return xp.moveaxis(vals, 0, -1)
 
 
 jax.tree_util.register_dataclass(
@@ -188,7 +188,7 @@ def build_signal_energy_pdf(
     pp = interpolate.PPoly(spl.c, spl.x)
     return SignalEnergyPDF(
         splines=PiecewisePoly.from_ppoly_arrays(pp.x, pp.c, extrapolate="clamp"),
-        norm=jnp.asarray(norm),
-        log10_e_range=jnp.asarray([log10_e_edges[0], log10_e_edges[-1]], dtype=float),
+        norm=norm,
+        log10_e_range=np.array([log10_e_edges[0], log10_e_edges[-1]], dtype=float),
         gamma_grid=tuple(float(g) for g in gammas),
     )

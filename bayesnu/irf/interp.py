@@ -26,6 +26,15 @@ import numpy as np
 from scipy import interpolate
 
 
+def array_namespace(*xs: object):
+    """``jax.numpy`` if any argument is a JAX array or tracer, else ``numpy``.
+
+    Response tables are stored as numpy arrays and evaluated with numpy on the host
+    (no per-shape compilation while building inputs) and with JAX inside ``jit``.
+    """
+    return jnp if any(isinstance(x, jax.Array) for x in xs) else np
+
+
 @dataclass(frozen=True)
 class PiecewisePoly:
     """Stack of piecewise cubic (or lower-order) polynomials on shared breakpoints.
@@ -93,7 +102,7 @@ class PiecewisePoly:
         full = np.concatenate([low_first, pad], axis=0)  # (4, n, ...)
         full = np.moveaxis(full, 0, -1)  # (n, ..., 4)
         full = np.moveaxis(full, 0, -2) if full.ndim > 2 else full  # (..., n, 4)
-        return cls(jnp.asarray(xb), jnp.asarray(full), extrapolate)
+        return cls(xb, full, extrapolate)
 
     @property
     def x_min(self) -> float:
@@ -107,9 +116,10 @@ class PiecewisePoly:
 
     def interval(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Interval index and local coordinate ``t`` for each ``x`` (after clamping if requested)."""
+        xp = array_namespace(x, self.breaks)
         xb = self.breaks
-        xx = jnp.clip(x, xb[0], xb[-1]) if self.extrapolate == "clamp" else x
-        j = jnp.clip(jnp.searchsorted(xb, xx, side="right") - 1, 0, xb.shape[0] - 2)
+        xx = xp.clip(x, xb[0], xb[-1]) if self.extrapolate == "clamp" else x
+        j = xp.clip(xp.searchsorted(xb, xx, side="right") - 1, 0, xb.shape[0] - 2)
         return j, xx - xb[j]
 
     def __call__(self, x: jax.Array, index: jax.Array | None = None) -> jax.Array:
@@ -124,7 +134,8 @@ class PiecewisePoly:
             member to evaluate for each point (same shape as ``x``). Without it, all
             stacked members are evaluated at every point (shape ``(..., *x.shape)``).
         """
-        x = jnp.asarray(x, dtype=float)
+        xp = array_namespace(x, self.breaks, self.coeffs, index)
+        x = xp.asarray(x, dtype=float)
         j, t = self.interval(x)
         if index is None:
             c = self.coeffs[..., j, :]  # (..., *x.shape, 4)
@@ -132,7 +143,7 @@ class PiecewisePoly:
             c = self.coeffs[index, j, :]
         val = ((c[..., 3] * t + c[..., 2]) * t + c[..., 1]) * t + c[..., 0]
         if self.extrapolate == "nan":
-            val = jnp.where((x < self.breaks[0]) | (x > self.breaks[-1]), jnp.nan, val)
+            val = xp.where((x < self.breaks[0]) | (x > self.breaks[-1]), xp.nan, val)
         return val
 
 

@@ -152,15 +152,22 @@ def log_yield_total(inputs: PSInputs, gamma: jax.Array) -> jax.Array:
     return jax.nn.logsumexp(_interp(inputs, inputs.log_yield, gamma))
 
 
+def event_ratios_spatial(
+    inputs: PSInputs, ra: jax.Array | None = None, dec: jax.Array | None = None
+) -> jax.Array:
+    """Per-event spatial signal-over-background ratio :math:`S^\\mathrm{sp}_i/B^\\mathrm{sp}_i`."""
+    ev = inputs.events
+    ra = inputs.src_ra if ra is None else ra
+    dec = inputs.src_dec if dec is None else dec
+    return rayleigh_pdf_haversine(haversine(ev.ra, ev.dec, ra, dec), ev.sigma) / ev.bkg_spatial
+
+
 def event_ratios(
     inputs: PSInputs, gamma: jax.Array, ra: jax.Array | None = None, dec: jax.Array | None = None
 ) -> jax.Array:
     """Per-event signal-over-background ratio :math:`R_i(\\gamma)`; zero for padding."""
     ev = inputs.events
-    ra = inputs.src_ra if ra is None else ra
-    dec = inputs.src_dec if dec is None else dec
-    h = haversine(ev.ra, ev.dec, ra, dec)
-    r_sp = rayleigh_pdf_haversine(h, ev.sigma) / ev.bkg_spatial
+    r_sp = event_ratios_spatial(inputs, ra, dec)
     r_e = _interp(inputs, ev.energy_ratio, gamma)
     return jnp.where(ev.valid, r_sp * r_e, 0.0)
 
