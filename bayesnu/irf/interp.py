@@ -205,8 +205,12 @@ def parabola_nearest(values: jax.Array, x0: float, dx: float, x: jax.Array) -> j
     """
     values = jnp.asarray(values)
     k_max = values.shape[-1] - 1
-    u = (jnp.asarray(x, dtype=float) - x0) / dx
-    k = jnp.clip(jnp.round(u).astype(jnp.int32), 1, k_max - 1)
+    x = jnp.asarray(x, dtype=float)
+    # Nearest node as SkyLLH rounds it: exact mid-points go to the lower node.
+    grid = x0 + dx * np.arange(k_max + 1)
+    k = jnp.searchsorted(jnp.asarray(0.5 * (grid[1:] + grid[:-1])), x, side="left")
+    k = jnp.clip(k, 1, k_max - 1)
+    u = (x - x0) / dx
     shape = jnp.broadcast_shapes(values.shape[:-1], jnp.shape(u))
 
     def take(idx: jax.Array) -> jax.Array:
