@@ -35,6 +35,7 @@ from scipy import stats
 
 from bayesnu.analyses.priors import Prior
 from bayesnu.analyses.ps_inputs import ResponseSettings, SeasonModel, build_inputs, season_models
+from bayesnu.data.ps_formats import EventTable
 from bayesnu.data.ps_release import PSRelease, Season
 from bayesnu.errors import ConfigError
 from bayesnu.inference.nuts import run_nuts
@@ -274,6 +275,11 @@ class PointSourceAnalysis:
         Fit ranges (SkyLLH defaults: ns in [0, 1000], gamma in [1, 4]).
     priors
         Priors of the NumPyro model.
+    events
+        Analyse these events instead of the seasons' own (pseudo-data; one table per
+        season; the background PDFs still come from the seasons' data).
+    pad_to
+        Static length of the event arrays (default: next power of two).
     """
 
     def __init__(
@@ -286,6 +292,8 @@ class PointSourceAnalysis:
         ns_max: float = 1000.0,
         gamma_bounds: tuple[float, float] = (1.0, 4.0),
         priors: PSPriors | None = None,
+        events: Sequence[EventTable] | None = None,
+        pad_to: int | None = None,
     ) -> None:
         if not gamma_bounds[0] < gamma_bounds[1]:
             raise ConfigError(f"gamma bounds inverted: {gamma_bounds}")
@@ -308,7 +316,12 @@ class PointSourceAnalysis:
         self.gamma_bounds = (float(gamma_bounds[0]), float(gamma_bounds[1]))
         self.priors = priors or PSPriors()
         self.inputs: PSInputs = build_inputs(
-            self.models, source.ra_rad, source.dec_rad, selection_deg=selection_deg
+            self.models,
+            source.ra_rad,
+            source.dec_rad,
+            selection_deg=selection_deg,
+            events=events,
+            pad_to=pad_to,
         )
         self._fit_fn = jax.jit(
             partial(
