@@ -77,8 +77,8 @@ def grid_posterior(
     inputs: PSInputs,
     ns_range: tuple[float, float],
     gamma_range: tuple[float, float],
-    n_ns: int = 801,
-    n_gamma: int = 601,
+    n_ns: int = 241,
+    n_gamma: int = 151,
 ) -> GridPosterior:
     """Posterior with uniform priors on ``ns_range`` x ``gamma_range`` on a dense grid."""
     ns = np.linspace(*ns_range, n_ns)
