@@ -30,14 +30,14 @@ import numpy as np
 
 os.environ.setdefault("BAYESNU_JAX_CACHE", "0")
 
-import jax  # noqa: E402
+import jax
 
-import bayesnu  # noqa: E402,F401
-from bayesnu.analyses.point_source import PointSourceAnalysis, Source  # noqa: E402
-from bayesnu.analyses.ps_inputs import season_models  # noqa: E402
-from bayesnu.config import cache_root  # noqa: E402
-from bayesnu.data.ps_release import RELEASE_10Y, load_ps_release  # noqa: E402
-from bayesnu.inference import summarize  # noqa: E402
+import bayesnu  # noqa: F401
+from bayesnu.analyses.point_source import PointSourceAnalysis, Source
+from bayesnu.analyses.ps_inputs import season_models
+from bayesnu.config import cache_root
+from bayesnu.data.ps_release import RELEASE_10Y, load_ps_release
+from bayesnu.inference import summarize
 
 SOURCES = [("NGC 1068", 40.67, -0.01), ("TXS 0506+056", 77.36, 5.69)]
 
