@@ -1,1 +1,1 @@
-"""Analyses: NumPyro models over one JAX likelihood each."""
+"""NumPyro models of the analyses and their user-facing objects."""

@@ -1,1 +1,1 @@
-"""Instrument response functions (effective areas, smearing, detector-systematic splines)."""
+"""Instrument response: effective-area yields, energy and spatial PDFs, interpolants."""

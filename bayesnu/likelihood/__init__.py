@@ -1,1 +1,1 @@
-"""Likelihood building blocks (pure JAX)."""
+"""Pure JAX likelihood functions, one per analysis."""

@@ -1,1 +1,1 @@
-"""Plots (matplotlib; import pyplot lazily)."""
+"""Figures for papers and notebooks."""
