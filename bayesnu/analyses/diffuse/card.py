@@ -59,10 +59,30 @@ PUBLISHED_BEST_FIT = {
 def _resolve(value: str | None, card_dir: Path | None) -> Path | None:
     if value is None:
         return None
-    p = Path(value)
+    from bayesnu.config import expand_vars
+
+    p = Path(expand_vars(str(value))).expanduser()
     if p.is_absolute() or p.exists() or card_dir is None:
         return p
     return card_dir / p
+
+
+def run_card(card: dict[str, Any], card_dir: Path, out_dir: Path | None) -> dict[str, Any]:
+    """``bayesnu run`` entry point: run the card's ``diffuse`` section (see :func:`run_diffuse_card`)."""
+    import time
+
+    if "diffuse" not in card:
+        raise ConfigError("a diffuse model card needs a 'diffuse' section")
+    t0 = time.perf_counter()
+    out = Path(
+        out_dir
+        or (card.get("output") or {}).get("dir")
+        or Path("bayesnu_output") / card.get("name", "diffuse")
+    )
+    result = run_diffuse_card(card["diffuse"], out, card_dir)
+    result["output"] = str(out)
+    result["wall_s"] = time.perf_counter() - t0
+    return result
 
 
 def run_diffuse_card(
