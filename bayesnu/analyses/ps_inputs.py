@@ -163,7 +163,7 @@ def box_selection(
 ) -> np.ndarray:
     """SkyLLH's spatial box around a source (all angles in radians).
 
-    Events with dec in (dec_s - delta, dec_s + delta) and |delta RA| smaller than
+    Events with dec in (dec_s - delta, dec_s + delta) and an RA difference smaller than
     delta / min(cos(dec_s - delta), cos(dec_s + delta)) (capped at 2 pi).
     """
     dmin = max(-np.pi / 2, src_dec - delta)
