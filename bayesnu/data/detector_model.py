@@ -72,23 +72,25 @@ class AeffParams:
 
     # Fitted by tools/calibrate_detector_model.py to the five public effective-area
     # tables of the 10-year release (IC40, IC59, IC79, IC86_I, IC86_II; log10 E < 9):
-    # least squares in log10(A + 10 cm^2), rms residual 0.371 dex over all bins.
-    c: tuple[float, float, float, float] = (6.28592, 0.959983, -0.216087, 0.0265492)
-    alpha_lo: float = 4.0
-    alpha_hi: float = 1.25506
-    x_alpha: float = 2.55501
-    w_alpha: float = 0.229177
-    g_vertical: float = 0.923834
-    x_abs: float = 4.28665
-    beta_abs: float = 0.285133
-    kappa_abs: float = 0.365578
-    x_th0: float = 2.0
-    k_th: float = 4.27025
-    p_th: float = 0.148014
-    w_th0: float = 0.178342
-    w_th1: float = 0.0766857
-    a_geo: float = 2.49169
-    p_geo: float = 0.318734
+    # least squares in log10(A + 10 cm^2) of the bin averages (rms 0.38 dex over all
+    # bins) plus the log10 ratios of E^-2 and E^-3 rates in four sin(dec) bands
+    # (weight 40; all 40 ratios within a factor 1.45).
+    c: tuple[float, float, float, float] = (6.15685, 0.877877, -0.216133, 0.0329655)
+    alpha_lo: float = 1.97118
+    alpha_hi: float = 0.827239
+    x_alpha: float = 4.10666
+    w_alpha: float = 0.188941
+    g_vertical: float = 0.852873
+    x_abs: float = 5.09369
+    beta_abs: float = 0.333016
+    kappa_abs: float = 0.736401
+    x_th0: float = 3.47996
+    k_th: float = 2.58382
+    p_th: float = 0.211872
+    w_th0: float = 0.188179
+    w_th1: float = 0.0343284
+    a_geo: float = 2.08632
+    p_geo: float = 0.296832
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class EnergyParams:
     # y3 calibrated (tools/calibrate_detector_model.py) so that an atmospheric-like
     # E^-3.7 spectrum through the IC40 model reproduces the median log10(E/GeV) of the
     # up-going IC40 events (3.37); slope, widths and tail are plausible choices.
-    y3: float = 3.6443
+    y3: float = 3.8524
     slope: float = 0.75
     sigma0: float = 0.25
     sigma1: float = 0.03
@@ -148,8 +150,8 @@ class AngularParams:
     # floor. The kinematic angle follows the usual ~0.7 deg (E/TeV)^-0.6 rule.
     sigma_kin_deg: float = 0.6
     kin_index: float = 0.6
-    sigma_floor_deg: float = 0.2926
-    sigma_amp_deg: float = 0.0518
+    sigma_floor_deg: float = 0.2919
+    sigma_amp_deg: float = 0.0580
     rec_index: float = 0.5
     strings_index: float = 0.3
     floor_strings_index: float = 1.3
@@ -183,10 +185,10 @@ class DetectorConfig:
 #: Threshold shifts fitted together with :class:`AeffParams`; ``IC86`` (the 14-year
 #: release's homogenised IC86 selection) reuses IC86_II's.
 CONFIGS: dict[str, DetectorConfig] = {
-    "IC40": DetectorConfig("IC40", 40, 0.29094),
-    "IC59": DetectorConfig("IC59", 59, -0.16914),
-    "IC79": DetectorConfig("IC79", 79, -0.21637),
-    "IC86_I": DetectorConfig("IC86_I", 86, -0.40980),
+    "IC40": DetectorConfig("IC40", 40, 0.46231),
+    "IC59": DetectorConfig("IC59", 59, 0.01034),
+    "IC79": DetectorConfig("IC79", 79, -0.09521),
+    "IC86_I": DetectorConfig("IC86_I", 86, -0.34617),
     "IC86_II": DetectorConfig("IC86_II", 86, 0.0),
     "IC86": DetectorConfig("IC86", 86, 0.0),
 }
@@ -265,17 +267,18 @@ class DetectorModel:
 
     def effective_area(
         self,
-        config: str,
+        config: str | DetectorConfig,
         *,
         log10_enu_edges: np.ndarray | None = None,
         dec_edges_deg: np.ndarray | None = None,
         n_sub: int = 8,
+        decimals: int | None = 2,
     ) -> EffectiveArea:
         """Bin-averaged effective area on the release grid (or the given edges).
 
         Each bin's value is the mean of the model over ``n_sub x n_sub`` points
-        spaced uniformly in log10 E and sin(dec) inside the bin, rounded to 0.01 cm^2
-        as the release writes it.
+        spaced uniformly in log10 E and sin(dec) inside the bin, rounded to
+        ``decimals`` (0.01 cm^2 as the release writes it; ``None``: not rounded).
         """
         e_def, d_def = release_aeff_grid()
         le = np.asarray(e_def if log10_enu_edges is None else log10_enu_edges, dtype=float)
@@ -286,9 +289,12 @@ class DetectorModel:
         ss = sd[:-1, None] + np.diff(sd)[:, None] * f[None, :]  # (n_dec, n_sub)
         dec_pts = np.degrees(np.arcsin(np.clip(ss, -1.0, 1.0)))
         vals = self.aeff_cm2(config, xs[None, :, None, :], dec_pts[:, None, :, None])
-        grid = np.round(vals.mean(axis=(2, 3)), 2)
+        grid = vals.mean(axis=(2, 3))
+        if decimals is not None:
+            grid = np.round(grid, decimals)
+        name = config.name if isinstance(config, DetectorConfig) else config
         return EffectiveArea(
-            log10_enu_edges=le, dec_edges_deg=de, aeff_cm2=grid, source=f"{self.version}:{config}"
+            log10_enu_edges=le, dec_edges_deg=de, aeff_cm2=grid, source=f"{self.version}:{name}"
         )
 
     # ------------------------------------------------------------------ reconstruction
