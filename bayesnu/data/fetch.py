@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -201,7 +202,7 @@ def _extract_zip(archive: Path, dest: Path) -> None:
                 raise FetchError(
                     f"{archive}: member {info.filename!r} is a symbolic link; refusing to unpack"
                 )
-            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 raise FetchError(
                     f"{archive}: member {info.filename!r} is not a regular file; refusing to unpack"
                 )
@@ -371,7 +372,16 @@ def fetch_release(
             digest, _ = _download(address, archive, timeout_s, progress)
         except FetchError as exc:
             raise FetchError(f"{exc}; {_by_hand(spec, target)}") from None
-        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+        except http.client.IncompleteRead as exc:
+            raise FetchError(
+                f"download of {address} is truncated ({len(exc.partial)} bytes in the last read, "
+                f"{exc.expected} more expected); {_by_hand(spec, target)}"
+            ) from None
+        except urllib.error.HTTPError as exc:
+            raise FetchError(
+                f"could not download {address}: HTTP {exc.code} {exc.reason}; {_by_hand(spec, target)}"
+            ) from None
+        except (urllib.error.URLError, OSError, TimeoutError, ValueError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise FetchError(
                 f"could not download {address}: {reason} (offline?); {_by_hand(spec, target)}"

@@ -237,7 +237,9 @@ def sample_signal(
     -------
     InjectedEvents
     """
-    k_n, k_season, k_sub, k_e, k_cell, k_in, k_phi, k_run, k_t = jax.random.split(key, 9)
+    k_n, k_u = jax.random.split(key)
+    # One block of uniforms (a single threefry call keeps compile time low).
+    u = jax.random.uniform(k_u, (10, n_max))
     rates = expected_counts(tables, flux)
     mean = jnp.sum(rates) if ns is None else jnp.asarray(ns, dtype=float)
     if poisson:
@@ -250,37 +252,34 @@ def sample_signal(
 
     # 1. season, in proportion to the expected counts.
     p_season = _normalised_cdf(rates)[None, :]
-    season = _draw_rows(p_season, jnp.zeros(n_max, dtype=jnp.int64), jax.random.uniform(k_season, (n_max,)))
+    season = _draw_rows(p_season, jnp.zeros(n_max, dtype=jnp.int64), u[0])
     # 2. true-energy sub-bin and energy.
     shape_int = flux.shape_integral(tables.sub_e_lo_gev, tables.sub_e_hi_gev)
     w_sub = tables.sub_aeff_cm2 * shape_int * tables.sub_valid
     sampleable = jnp.sum(w_sub, axis=1) > 0
-    sub = _draw_rows(_normalised_cdf(w_sub), season, jax.random.uniform(k_sub, (n_max,)))
+    sub = _draw_rows(_normalised_cdf(w_sub), season, u[1])
     e_lo, e_hi = tables.sub_e_lo_gev[season, sub], tables.sub_e_hi_gev[season, sub]
-    ln_e = _power_law_log_e(jax.random.uniform(k_e, (n_max,)), e_lo, e_hi, jnp.asarray(flux.gamma))
+    ln_e = _power_law_log_e(u[2], e_lo, e_hi, jnp.asarray(flux.gamma))
     # 3. smearing cell of that true bin, values uniform inside.
     ie = tables.sub_sm_index[season, sub]
     cell = _draw_rows(
         tables.cell_cdf.reshape(n_seasons * n_sm_e, n_cells),
         season * n_sm_e + ie,
-        jax.random.uniform(k_cell, (n_max,)),
+        u[3],
     )
     ir, rem = jnp.divmod(cell, n_p * n_a)
     ip, ia = jnp.divmod(rem, n_a)
-    u3 = jax.random.uniform(k_in, (n_max, 3))
     reco_lo, reco_hi = tables.reco_lo[season, ie, ir], tables.reco_hi[season, ie, ir]
-    log10_e = reco_lo + (reco_hi - reco_lo) * u3[:, 0]
+    log10_e = reco_lo + (reco_hi - reco_lo) * u[4]
     psf_lo, psf_hi = tables.psf_lo_deg[season, ie, ir, ip], tables.psf_hi_deg[season, ie, ir, ip]
-    psf_deg = psf_lo + (psf_hi - psf_lo) * u3[:, 1]
+    psf_deg = psf_lo + (psf_hi - psf_lo) * u[5]
     a_lo, a_hi = tables.ang_lo_deg[season, ie, ir, ip, ia], tables.ang_hi_deg[season, ie, ir, ip, ia]
-    ang_err = a_lo + (a_hi - a_lo) * u3[:, 2]
+    ang_err = a_lo + (a_hi - a_lo) * u[6]
     # 4. direction and time.
-    phi = jax.random.uniform(k_phi, (n_max,), maxval=2.0 * jnp.pi)
+    phi = 2.0 * jnp.pi * u[7]
     ra, dec = _rotate(tables.src_ra_rad, tables.src_dec_rad, jnp.radians(psf_deg), phi)
-    run = _draw_rows(tables.run_cdf, season, jax.random.uniform(k_run, (n_max,)))
-    mjd = tables.run_start_mjd[season, run] + tables.run_length_days[season, run] * jax.random.uniform(
-        k_t, (n_max,)
-    )
+    run = _draw_rows(tables.run_cdf, season, u[8])
+    mjd = tables.run_start_mjd[season, run] + tables.run_length_days[season, run] * u[9]
     valid = (jnp.arange(n_max) < n) & sampleable[season]
     return InjectedEvents(
         ra_deg=jnp.degrees(ra),
@@ -317,10 +316,9 @@ def _energy_grid(season: Season, lo: float, hi: float, n_sub: int) -> np.ndarray
     """Sub-bin edges in log10 E: union of A_eff and smearing edges in [lo, hi], each split in n_sub."""
     a = season.effective_area.log10_enu_edges
     sm = season.smearing.log10_enu_edges  # type: ignore[union-attr]
-    edges = np.unique(np.round(np.concatenate([a, sm, [lo, hi]]), 9))
-    edges = edges[(edges >= lo - 1e-12) & (edges <= hi + 1e-12)]
-    if len(edges) < 2:
-        return np.array([lo, hi])
+    inner = np.unique(np.round(np.concatenate([a, sm]), 9))
+    inner = inner[(inner > lo + 1e-9) & (inner < hi - 1e-9)]
+    edges = np.concatenate([[lo], inner, [hi]])
     f = np.arange(n_sub) / n_sub
     fine = (edges[:-1, None] + np.diff(edges)[:, None] * f[None, :]).ravel()
     return np.append(fine, edges[-1])
