@@ -20,9 +20,12 @@ from bayesnu.cli import main
 from bayesnu.data.fetch import MANIFEST, cache_root, fetch_release
 from bayesnu.errors import FetchError
 
+_EVENTS = (
+    b"# MJD[days] log10(E/GeV) AngErr[deg] RA[deg] Dec[deg] Azimuth[deg] Zenith[deg]\n"
+    b"   54562.37911273     3.31     0.48   203.024    16.760   218.374   106.712\n"
+)
 RELEASE_FILES = {
-    "events/IC40_exp.csv": b"# MJD[days] log10(E/GeV) AngErr[deg] RA[deg] Dec[deg] Azimuth[deg] Zenith[deg]\n"
-    b"   54562.37911273          3.31          0.48       203.024        16.760       218.374       106.712\n",
+    "events/IC40_exp.csv": _EVENTS,
     "uptime/IC40_exp.csv": b"# MJD_start[days] MJD_stop[days]\n   54562.37203080   54562.70626163\n",
     "irfs/IC40_effectiveArea.csv": b"# header\n",
     "README.txt": b"readme\n",
