@@ -1,1 +1,1 @@
-"""Instrument response of the point-source releases in JAX (signal injection, yields, PDFs)."""
+"""Instrument response: effective-area yields, energy and spatial PDFs, interpolants."""
