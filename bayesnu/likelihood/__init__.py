@@ -1,0 +1,1 @@
+"""Pure JAX likelihood functions, one per analysis."""
