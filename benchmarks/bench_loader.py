@@ -38,7 +38,9 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 """
 
-BAYESNU_LOAD = PEAK_RSS + r"""
+BAYESNU_LOAD = (
+    PEAK_RSS
+    + r"""
 import json, sys, time
 t0 = time.perf_counter()
 import bayesnu
@@ -50,8 +52,11 @@ n = sum(s.n_events for s in rel)
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "n_events": n,
                   "rss_mb": peak_rss_mb()}))
 """
+)
 
-SKYLLH_LOAD = PEAK_RSS + r"""
+SKYLLH_LOAD = (
+    PEAK_RSS
+    + r"""
 import json, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
@@ -78,6 +83,7 @@ t2 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "n_events": n,
                   "rss_mb": peak_rss_mb()}))
 """
+)
 
 IMPORT_ONLY = (
     PEAK_RSS.replace("{", "{{").replace("}", "}}")
@@ -122,7 +128,8 @@ def main() -> int:
     print(f"  simulation time {sim_s:.1f} s; size " + ", ".join(f"{k} {v:.1f} MB" for k, v in sizes.items()))
     print(f"  total {sum(sizes.values()):.1f} MB")
 
-    results: dict[str, list[dict]] = {"bayesnu": [_run(BAYESNU_LOAD, str(rel_dir)) for _ in range(args.repeat)]}
+    runs = range(args.repeat)
+    results: dict[str, list[dict]] = {"bayesnu": [_run(BAYESNU_LOAD, str(rel_dir)) for _ in runs]}
     base_rss = {"bayesnu": _run(IMPORT_ONLY.format(module="bayesnu.data.ps_release"))["rss_mb"]}
     try:
         import skyllh  # noqa: F401
@@ -131,13 +138,13 @@ def main() -> int:
     except ImportError:
         have_skyllh = False
     if have_skyllh:
-        results["SkyLLH"] = [_run(SKYLLH_LOAD, str(rel_dir)) for _ in range(args.repeat)]
-        base_rss["SkyLLH"] = _run(
-            IMPORT_ONLY.format(module="skyllh.datasets.i3.PublicData_10y_ps, skyllh.analyses.i3.publicdata_ps.aeff")
-        )["rss_mb"]
+        results["SkyLLH"] = [_run(SKYLLH_LOAD, str(rel_dir)) for _ in runs]
+        mods = "skyllh.datasets.i3.PublicData_10y_ps, skyllh.analyses.i3.publicdata_ps.aeff"
+        base_rss["SkyLLH"] = _run(IMPORT_ONLY.format(module=mods))["rss_mb"]
 
     print()
-    print(f"{'loader':<9} {'events':>9} {'best [s]':>9} {'median [s]':>11} {'peak RSS [MB]':>14} {'RSS - import':>13}")
+    head = f"{'loader':<9} {'events':>9} {'best [s]':>9} {'median [s]':>11} {'peak RSS [MB]':>14}"
+    print(f"{head} {'RSS - import':>13}")
     rows = {}
     for name, runs in results.items():
         times = [r["load_s"] for r in runs]
