@@ -51,6 +51,9 @@ def test_layout_loads_and_truth(sim10: Path) -> None:
     truth = json.loads((sim10 / TRUTH_FILE).read_text())
     for s in rel:
         assert s.n_events == 3000 and s.n_outside_uptime == 0
+        # Inside the season's energy binning (SkyLLH refuses events outside it).
+        edges = s.spec.log10_energy_edges
+        assert edges[0] <= s.events.log10_energy.min() and s.events.log10_energy.max() <= edges[-1]
         assert abs(s.livetime_days - SEASON_TIMES[s.name][1]) < 1e-4
         assert s.smearing.shape == (35, 3, 10, 5, 4)
         t = truth["seasons"][s.name]

@@ -174,23 +174,29 @@ class DetectorConfig:
     threshold_shift
         :math:`\\Delta_c`, shift of the southern energy threshold in log10(E/GeV)
         (selection differences between seasons; fitted).
+    log10_ereco_range
+        Reconstructed energies the selection keeps, log10(E/GeV): the range of the
+        seasons' background-PDF energy binning (SkyLLH's dataset definitions, which
+        refuse events outside it), intersected over the releases that use the
+        configuration.
     """
 
     name: str
     n_strings: int
     threshold_shift: float = 0.0
+    log10_ereco_range: tuple[float, float] = (1.0, 9.5)
 
 
 #: Detector configurations of the 10-year (IC40..IC86_II) and 14-year (IC86) releases.
 #: Threshold shifts fitted together with :class:`AeffParams`; ``IC86`` (the 14-year
 #: release's homogenised IC86 selection) reuses IC86_II's.
 CONFIGS: dict[str, DetectorConfig] = {
-    "IC40": DetectorConfig("IC40", 40, 0.46231),
-    "IC59": DetectorConfig("IC59", 59, 0.01034),
-    "IC79": DetectorConfig("IC79", 79, -0.09521),
-    "IC86_I": DetectorConfig("IC86_I", 86, -0.34617),
-    "IC86_II": DetectorConfig("IC86_II", 86, 0.0),
-    "IC86": DetectorConfig("IC86", 86, 0.0),
+    "IC40": DetectorConfig("IC40", 40, 0.46231, (2.0, 9.0)),
+    "IC59": DetectorConfig("IC59", 59, 0.01034, (2.0, 9.5)),
+    "IC79": DetectorConfig("IC79", 79, -0.09521, (2.0, 9.0)),
+    "IC86_I": DetectorConfig("IC86_I", 86, -0.34617, (1.0, 10.5)),
+    "IC86_II": DetectorConfig("IC86_II", 86, 0.0, (0.5, 9.5)),
+    "IC86": DetectorConfig("IC86", 86, 0.0, (1.0, 9.5)),
 }
 
 
@@ -310,15 +316,18 @@ class DetectorModel:
         """Probability that the event selection keeps an event of given reco energy and declination.
 
         1 in the up-going sky; in the south a soft cut at the reconstructed energy
-        that corresponds to the effective-area threshold.
+        that corresponds to the effective-area threshold; 0 outside the
+        configuration's :attr:`~DetectorConfig.log10_ereco_range`.
         """
         cfg = config if isinstance(config, DetectorConfig) else detector_config(config)
         s = np.sin(np.radians(np.asarray(dec_deg, dtype=float)))
         x_th, w_th, _ = self._threshold(cfg, s)
         y_th = self.reco_energy_mean(x_th)
         h = _sigmoid((SIN_DEC_HORIZON - s) / 0.02)
-        keep = _sigmoid((np.asarray(log10_ereco) - y_th) / (self.energy.slope * w_th))
-        return keep**h
+        y = np.asarray(log10_ereco)
+        keep = _sigmoid((y - y_th) / (self.energy.slope * w_th))
+        lo, hi = cfg.log10_ereco_range
+        return np.where((y >= lo) & (y <= hi), keep**h, 0.0)
 
     def sample_response(
         self,

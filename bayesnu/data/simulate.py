@@ -37,7 +37,7 @@ import numpy as np
 
 from bayesnu.data.atomic import atomic_write_bytes, atomic_write_text
 from bayesnu.data.background_model import sample_background
-from bayesnu.data.detector_model import DetectorModel
+from bayesnu.data.detector_model import DetectorModel, detector_config
 from bayesnu.data.ps_formats import (
     EventTable,
     Uptime,
@@ -453,6 +453,9 @@ def _write_season_events(
     rng = _rng(seed, 3, _SEASON_INDEX[name])
     n_bkg = n_total - n_sig
     sin_dec, log_e, ang_err = sample_background(rng, n_bkg)
+    # Keep energies inside the season's energy binning (a ~7 sigma tail; SkyLLH refuses them).
+    lo, hi = detector_config(s_spec.response).log10_ereco_range
+    log_e = np.clip(log_e, lo, hi)
     ra = rng.uniform(0.0, 360.0, n_bkg)
     mjd, _ = _times_in_runs(rng, uptime, n_bkg)
     dec = np.degrees(np.arcsin(sin_dec))
