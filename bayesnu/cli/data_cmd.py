@@ -162,7 +162,10 @@ def register(verbs: dict[str, argparse._SubParsersAction]) -> None:
         "--n-mc", type=int, default=10_000, help="Monte Carlo events per true bin of the smearing matrices"
     )
     p.add_argument(
-        "--force", action="store_true", help="write into a directory that already holds release files"
+        "--force",
+        action="store_true",
+        help="write into a directory that already holds release files (files of seasons not simulated "
+        "again are left as they are)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_simulate)
