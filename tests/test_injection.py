@@ -234,3 +234,13 @@ def test_injector_errors(seasons) -> None:
         SignalInjector(seasons, 0.0, 95.0, PowerLaw())
     with pytest.raises(ConfigError, match="at least one season"):
         SignalInjector([], 0.0, 0.0, PowerLaw())
+
+
+def test_vmap_over_spectral_index(two_season_injector) -> None:
+    inj = two_season_injector
+    gammas = jax.numpy.array([1.5, 2.5, 3.5])
+    ev = jax.vmap(lambda g: inj.sample(jax.random.key(5), 512, ns=400.0, flux=inj.flux.with_params(gamma=g)))(
+        gammas
+    )
+    med = [np.median(np.asarray(ev.log10_enu)[i][np.asarray(ev.valid)[i]]) for i in range(3)]
+    assert med[0] > med[1] + 0.3 and med[1] > med[2] + 0.3
