@@ -205,10 +205,12 @@ def test_complete_from_guards(tmp_path: Path) -> None:
     assert not (src / "inside").exists()
     with pytest.raises(ConfigError, match="no good-run list"):
         simulate_release(tmp_path / "out1", seasons="IC40", complete_from=src, **KW)
+    assert not (tmp_path / "out1").exists()  # validated before anything is written
     (src / "uptime").mkdir()
     (src / "uptime" / "IC40_exp.csv").write_text("# MJD_start[days] MJD_stop[days]\n 54562.0 54563.0\n")
     with pytest.raises(ConfigError, match="cannot inject sources into the real events"):
         simulate_release(tmp_path / "out2", seasons="IC40", complete_from=src, sources=[SRC], **KW)
+    assert not (tmp_path / "out2").exists()
 
 
 # ---------------------------------------------------------------------------- CLI

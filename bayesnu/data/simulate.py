@@ -302,13 +302,28 @@ def simulate_release(
         raise ConfigError(f"n_events must be a positive number of events per season, got {n_events}")
     out = Path(out_dir).expanduser().resolve()
     _check_out_dir(out, src_dir, overwrite)
-    for sub in ("events", "uptime", "irfs"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-
-    files: dict[str, str] = {}
 
     def have_real(rel: str) -> bool:
         return src_dir is not None and (src_dir / rel).is_file()
+
+    # Validate everything before writing anything.
+    copied_events = [n for n in names if have_real(spec.season(n).events_file)]
+    for name in copied_events:
+        s_spec = spec.season(name)
+        if not have_real(s_spec.uptime_file):
+            raise ConfigError(
+                f"{src_dir / s_spec.events_file} has no good-run list "  # type: ignore[operator]
+                f"{src_dir / s_spec.uptime_file}; events cannot be used without their uptime file"  # type: ignore[operator]
+            )
+    if source_list and copied_events:
+        raise ConfigError(
+            f"cannot inject sources into the real events of {', '.join(copied_events)} copied from "
+            f"{src_dir}: copied files stay verbatim; drop --source or select only seasons whose events "
+            "are simulated"
+        )
+    for sub in ("events", "uptime", "irfs"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    files: dict[str, str] = {}
 
     # Instrument response, one per detector configuration.
     bar_total = len({spec.season(n).response for n in names}) + len(names)
@@ -336,29 +351,17 @@ def simulate_release(
         bar.update(1)
 
     # Good-run lists.
-    copied_events = [n for n in names if have_real(spec.season(n).events_file)]
     for name in names:
         s_spec = spec.season(name)
         if have_real(s_spec.uptime_file):
             _copy(src_dir / s_spec.uptime_file, out / s_spec.uptime_file)  # type: ignore[operator]
             files[s_spec.uptime_file] = "copied"
-        elif name in copied_events:
-            raise ConfigError(
-                f"{src_dir / s_spec.events_file} has no good-run list {src_dir / s_spec.uptime_file}; "  # type: ignore[operator]
-                "events cannot be used without their uptime file"
-            )
         else:
             start, livetime = SEASON_TIMES[name]
             write_uptime(
                 out / s_spec.uptime_file, simulate_uptime(_rng(seed, 2, _SEASON_INDEX[name]), start, livetime)
             )
             files[s_spec.uptime_file] = "simulated"
-    if source_list and copied_events:
-        raise ConfigError(
-            f"cannot inject sources into the real events of {', '.join(copied_events)} copied from "
-            f"{src_dir}: copied files stay verbatim; drop --source or select only seasons whose events "
-            "are simulated"
-        )
 
     # Events.
     sim_names = [n for n in names if n not in copied_events]
