@@ -2,7 +2,7 @@ r"""Atmospheric-like background events: a parametric model calibrated on the pub
 
 The simulated release's background is drawn in (sin dec, log10 E_reco, AngErr) from
 a data-driven parametric model whose constants were fitted to the 36,900 real IC40
-events (``tools/calibrate_detector_model.py`` reproduces them):
+events (``benchmarks/calibrate_detector_model.py`` reproduces them):
 
 * **sin(dec)**: a density tabulated in 40 bins of width 0.05, linearly interpolated
   between bin centres (``SIN_DEC_DENSITY``);
@@ -30,7 +30,7 @@ from bayesnu.data.detector_model import ANG_ERR_FLOOR_DEG, SIN_DEC_HORIZON
 #: Bin edges of the tabulated sin(dec) density.
 SIN_DEC_DENSITY_EDGES = np.linspace(-1.0, 1.0, 41)
 
-# Fitted to the IC40 events (tools/calibrate_detector_model.py): normalised density
+# Fitted to the IC40 events (benchmarks/calibrate_detector_model.py): normalised density
 # per unit sin(dec) in each 0.05 bin.
 SIN_DEC_DENSITY = np.array([
     0.6011, 0.6417, 0.6130, 0.6244, 0.6168, 0.6103, 0.6249, 0.5995, 0.6179, 0.6266,

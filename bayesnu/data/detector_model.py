@@ -7,7 +7,7 @@ error for a given true neutrino energy and declination (the content of the
 release's smearing matrices, which are not available offline). This module provides
 a smooth, documented, *parametric* model of both. Its constants were fitted to the
 public effective-area tables and the public IC40 events of the 10-year release
-(``tools/calibrate_detector_model.py`` reproduces the fit); the formulas are written
+(``benchmarks/calibrate_detector_model.py`` reproduces the fit); the formulas are written
 out in ``docs/simulator.rst``.
 
 It is a stand-in with plausible magnitudes and shapes, good enough to exercise every
@@ -70,7 +70,7 @@ class AeffParams:
     configuration threshold shift (:class:`DetectorConfig`).
     """
 
-    # Fitted by tools/calibrate_detector_model.py to the five public effective-area
+    # Fitted by benchmarks/calibrate_detector_model.py to the five public effective-area
     # tables of the 10-year release (IC40, IC59, IC79, IC86_I, IC86_II; log10 E < 9):
     # least squares in log10(A + 10 cm^2) of the bin averages (rms 0.38 dex over all
     # bins) plus the log10 ratios of E^-2 and E^-3 rates in four sin(dec) bands
@@ -110,7 +110,7 @@ class EnergyParams:
     smearing matrix there has the selection-biased, higher reconstructed energies.
     """
 
-    # y3 calibrated (tools/calibrate_detector_model.py) so that an atmospheric-like
+    # y3 calibrated (benchmarks/calibrate_detector_model.py) so that an atmospheric-like
     # E^-3.7 spectrum through the IC40 model reproduces the median log10(E/GeV) of the
     # up-going IC40 events (3.37); slope, widths and tail are plausible choices.
     y3: float = 3.8524
@@ -143,7 +143,7 @@ class AngularParams:
     mis-reconstructed tail, so the PSF is wider than AngErr at low energy.
     """
 
-    # sigma_f and a calibrated (tools/calibrate_detector_model.py) so that the E^-3.7
+    # sigma_f and a calibrated (benchmarks/calibrate_detector_model.py) so that the E^-3.7
     # up-going IC40 model reproduces the median AngErr of the up-going IC40 events at
     # log10(E/GeV) in [2.8, 3.2] and [4.0, 4.8] (IC40's resolution barely improves with
     # energy); nu_f = 1.3 then gives the full detector a ~0.2-0.3 deg high-energy

@@ -7,7 +7,7 @@ resolution against the up-going IC40 events, and fits the atmospheric-like
 background model of :mod:`bayesnu.data.background_model` to the IC40 events. It
 prints the constants and how well the committed ones describe the real files.
 
-    .venv/bin/python tools/calibrate_detector_model.py [PATH/TO/icecube_10year_ps]
+    .venv/bin/python benchmarks/calibrate_detector_model.py [PATH/TO/icecube_10year_ps]
 """
 
 from __future__ import annotations
