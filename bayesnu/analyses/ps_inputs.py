@@ -276,6 +276,7 @@ def build_inputs(
         interp=st.interp,
         yield_g0=float(g[0]),
         yield_dg=float(g[1] - g[0]) / YIELD_SUBDIVISION,
+        n_total_min=float(min(n_total)),
     )
 
 

@@ -111,6 +111,9 @@ class PSInputs:
         Uniform gamma grid of the tables (metadata).
     interp
         ``"hermite"`` or ``"parabola"`` (metadata).
+    n_total_min
+        A lower bound of every season's event count (metadata; lets the fit skip the
+        expansion branch that only ns close to N can reach). ``None``: unknown.
     yield_g0, yield_dg
         Uniform gamma grid of ``log_yield`` (metadata; default: the energy tables' grid).
         The yield is tabulated finer (exact spline values) and always interpolated
@@ -128,6 +131,7 @@ class PSInputs:
     interp: str = "hermite"
     yield_g0: float | None = None
     yield_dg: float | None = None
+    n_total_min: float | None = None
 
     @property
     def n_seasons(self) -> int:
@@ -138,7 +142,7 @@ class PSInputs:
 jax.tree_util.register_dataclass(
     PSInputs,
     data_fields=["events", "n_total", "n_outside", "log_yield", "src_ra", "src_dec"],
-    meta_fields=["gamma0", "dgamma", "interp", "yield_g0", "yield_dg"],
+    meta_fields=["gamma0", "dgamma", "interp", "yield_g0", "yield_dg", "n_total_min"],
 )
 
 

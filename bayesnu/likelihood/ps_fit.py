@@ -47,15 +47,18 @@ class PSFit(NamedTuple):
     grad_norm: jax.Array
 
 
-def _coefficients(inputs: PSInputs, gamma: jax.Array, ra, dec) -> tuple[jax.Array, jax.Array]:
-    """(b, m): ln Lambda(ns) = sum m L(ns b) at fixed gamma (events, then the unselected terms)."""
+def _coefficients(inputs: PSInputs, gamma: jax.Array, ra, dec) -> dict[str, jax.Array]:
+    """Arguments ``b``, ``m`` of :func:`profile_ns` at fixed gamma: ln Lambda(ns) = sum m L(ns b)."""
     ev = inputs.events
     frac = season_fractions(inputs, gamma)
     r = event_ratios(inputs, gamma, ra, dec)
     b_ev = frac[ev.season] * (r - 1.0) / inputs.n_total[ev.season]
     m_ev = jnp.where(ev.valid, 1.0, 0.0)
     b_out = -frac / inputs.n_total
-    return jnp.concatenate([b_ev, b_out]), jnp.concatenate([m_ev, inputs.n_outside])
+    return {
+        "b": jnp.concatenate([jnp.where(ev.valid, b_ev, 0.0), b_out]),
+        "m": jnp.concatenate([m_ev, inputs.n_outside]),
+    }
 
 
 def _l_derivs(alpha: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -71,8 +74,27 @@ def _l_derivs(alpha: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     return l0, l1, l2
 
 
-def profile_ns(b: jax.Array, m: jax.Array, ns_max: float, max_iter: int = 60) -> tuple[jax.Array, jax.Array]:
-    """Maximise sum m L(ns b) over ns in [0, ns_max]; returns (ns, value)."""
+def _needs_expansion(inputs: PSInputs, ns_max: float) -> bool:
+    """Whether SkyLLH's expansion branch can be reached: 1 + ns b <= 1e-3 needs ns >= 0.999 N."""
+    return inputs.n_total_min is None or ns_max >= (1.0 - ONE_PLUS_ALPHA) * inputs.n_total_min
+
+
+def profile_ns(
+    b: jax.Array,
+    m: jax.Array,
+    ns_max: float,
+    max_iter: int = 60,
+    fixed_iter: int = 8,
+    expansion: bool = True,
+) -> tuple[jax.Array, jax.Array]:
+    """Maximise sum m L(ns b) over ns in [0, ns_max]; returns (ns, value).
+
+    ``fixed_iter`` unconditional steps (cheap under ``vmap``, where a ``while_loop``
+    runs until its slowest lane is done) are followed by a ``while_loop`` that only
+    iterates if some lane has not converged yet, up to ``max_iter`` steps in all.
+    ``expansion=False`` skips SkyLLH's expansion branch in the derivatives, valid when
+    ``1 + ns b > 1e-3`` for every ns in range (e.g. ``ns_max < 0.999 N``).
+    """
 
     a0 = ONE_PLUS_ALPHA - 1.0
     inv_c = 1.0 / ONE_PLUS_ALPHA
@@ -81,6 +103,9 @@ def profile_ns(b: jax.Array, m: jax.Array, ns_max: float, max_iter: int = 60) ->
     def derivs(ns):
         # q = b L'(ns b); L'' = -L'^2 on the log branch, -1/c^2 on the expansion.
         alpha = ns * b
+        if not expansion:
+            q = b / (1.0 + alpha)
+            return jnp.sum(m * q), -jnp.sum(m * q * q)
         stable = alpha > a0
         l1 = jnp.where(
             stable, 1.0 / (1.0 + jnp.where(stable, alpha, 0.0)), (1.0 - (alpha - a0) * inv_c) * inv_c
@@ -90,25 +115,30 @@ def profile_ns(b: jax.Array, m: jax.Array, ns_max: float, max_iter: int = 60) ->
         return jnp.sum(m * q), jnp.sum(m * l2b2)
 
     d0 = jnp.sum(mb)
+    # Start at the first Newton step from ns = 0 (exact for the log branch).
+    first = d0 / jnp.maximum(jnp.sum(mb * b), 1e-300)
 
     def cond(state):
         _, _, _, step, it = state
         return (it < max_iter) & (jnp.abs(step) > 1e-12)
 
     def body(state):
-        ns, lo, hi, _, it = state
+        ns, lo, hi, step, it = state
+        done = jnp.abs(step) <= 1e-12
         d1, d2 = derivs(ns)
         lo = jnp.where(d1 > 0, ns, lo)
         hi = jnp.where(d1 > 0, hi, ns)
         newton = ns - d1 / jnp.where(d2 < 0, d2, -1.0)
         ok = (d2 < 0) & (newton > lo) & (newton < hi)
         new = jnp.where(ok, newton, 0.5 * (lo + hi))
-        return new, lo, hi, (new - ns) / (1.0 + jnp.abs(ns)), it + 1
+        new = jnp.where(done, ns, new)
+        return new, lo, hi, jnp.where(done, step, (new - ns) / (1.0 + jnp.abs(ns))), it + 1
 
     # A non-positive slope at 0 means the maximum is at ns = 0: no iteration needed.
-    start = jnp.where(d0 > 0, jnp.minimum(1.0, 0.5 * ns_max), 0.0)
+    start = jnp.where(d0 > 0, jnp.clip(first, 1e-6 * ns_max, 0.5 * ns_max), 0.0)
     init = (start, jnp.asarray(0.0), jnp.asarray(float(ns_max)), jnp.where(d0 > 0, 1.0, 0.0), jnp.asarray(0))
-    ns, _, _, _, _ = jax.lax.while_loop(cond, body, init)
+    state = jax.lax.fori_loop(0, fixed_iter, lambda _, s: body(s), init)
+    ns, _, _, _, _ = jax.lax.while_loop(cond, body, state)
     ns = jnp.where(d0 > 0, ns, 0.0)
     return ns, jnp.sum(m * _l_derivs(ns * b)[0])
 
@@ -152,10 +182,9 @@ def fit_ns_gamma(
     """
     if gamma_fixed is not None:
         g = jnp.asarray(gamma_fixed, dtype=float)
-        b, m = _coefficients(inputs, g, ra, dec)
-        ns, val = profile_ns(b, m, ns_max)
-        _, l1, _ = _l_derivs(ns * b)
-        d1 = jnp.sum(m * b * l1)
+        ns, val = profile_ns(**_coefficients(inputs, g, ra, dec), ns_max=ns_max,
+                             expansion=_needs_expansion(inputs, ns_max))  # fmt: skip
+        d1 = jax.grad(lambda n: log_lambda({"ns": n, "gamma": g, "ra": ra, "dec": dec}, inputs))(ns)
         proj = jnp.where(((ns <= 0) & (d1 < 0)) | ((ns >= ns_max) & (d1 > 0)), 0.0, d1)
         conv = jnp.abs(proj) * (1.0 + ns) < 1e-6
         return PSFit(ns, g, val, 2.0 * jnp.sign(ns) * val, conv, jnp.abs(proj))
@@ -181,14 +210,14 @@ def fit_ns_gamma(
         def node_fit(r, frac):
             b_ev = frac[ev.season] * (r - 1.0) / inputs.n_total[ev.season]
             b = jnp.concatenate([jnp.where(ev.valid, b_ev, 0.0), -frac / inputs.n_total])
-            return profile_ns(b, m, ns_max)
+            return profile_ns(b, m, ns_max, expansion=_needs_expansion(inputs, ns_max))
 
         ns_nodes, val_nodes = jax.vmap(node_fit)(r_nodes, frac_nodes)
     else:
 
         def node_fit_interp(g):
-            b, m = _coefficients(inputs, g, ra, dec)
-            return profile_ns(b, m, ns_max)
+            return profile_ns(**_coefficients(inputs, g, ra, dec), ns_max=ns_max,
+                              expansion=_needs_expansion(inputs, ns_max))  # fmt: skip
 
         ns_nodes, val_nodes = jax.vmap(node_fit_interp)(nodes)
     k = jnp.argmax(val_nodes)
