@@ -54,6 +54,8 @@ __all__ = [
 SignalSampler = Callable[[float, int, int], np.ndarray]
 
 _EPS = 1e-12
+#: Relative tolerance below which a TS equal to the threshold counts as a tie (not passing).
+TIE_RTOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -95,11 +97,17 @@ class PassingFraction:
 def passing_fraction(
     strengths: Sequence[float] | np.ndarray, ts_samples: Sequence[np.ndarray], threshold: float
 ) -> PassingFraction:
-    """Count signal trials with ``TS > threshold`` (strictly) at each injected strength."""
+    """Count signal trials with ``TS > threshold`` (strictly) at each injected strength.
+
+    Values within a relative ``1e-9`` of the threshold count as ties (not passing), so
+    that a discrete TS computed by two code paths (the observed value and the trials)
+    does not pass on a last-bit rounding difference.
+    """
     s = np.asarray(strengths, dtype=float)
     if len(ts_samples) != s.size:
         raise ValueError(f"{s.size} strengths but {len(ts_samples)} TS samples")
-    k = np.array([int(np.sum(np.asarray(t) > threshold)) for t in ts_samples])
+    cut = float(threshold) + TIE_RTOL * max(1.0, abs(float(threshold)))
+    k = np.array([int(np.sum(np.asarray(t) > cut)) for t in ts_samples])
     n = np.array([np.asarray(t).size for t in ts_samples])
     order = np.argsort(s)
     return PassingFraction(s[order], k[order], n[order])
