@@ -1,0 +1,1 @@
+"""Pure JAX log-likelihoods (one per analysis); see ``docs/design.rst``."""
