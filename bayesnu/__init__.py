@@ -2,7 +2,7 @@
 
 Importing :mod:`bayesnu` switches JAX to 64-bit floats (likelihoods, MAP fits and
 test statistics need float64, see ``docs/statistics.rst``) and, unless the user
-already configured XLA, exposes one host device per CPU core so that NUTS chains
+already configured XLA, exposes several host devices (one per core, at least 4) so that NUTS chains
 can run in parallel (``numpyro`` chain_method ``"parallel"``).
 """
 
@@ -16,7 +16,7 @@ def _configure_host_devices() -> None:
     if "xla_force_host_platform_device_count" in _os.environ.get("XLA_FLAGS", ""):
         return
     n = _os.environ.get("BAYESNU_HOST_DEVICES")
-    count = int(n) if n else max(1, min(_os.cpu_count() or 1, 8))
+    count = int(n) if n else max(4, min(_os.cpu_count() or 1, 8))
     flags = _os.environ.get("XLA_FLAGS", "")
     _os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 

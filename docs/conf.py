@@ -28,7 +28,6 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 html_theme = "sphinx_rtd_theme"
-html_static_path = ["_static"]
 
 autodoc_typehints = "none"
 autodoc_member_order = "bysource"

@@ -1,1 +1,1 @@
-"""Pure JAX log-likelihoods (one per analysis); see ``docs/design.rst``."""
+"""Pure JAX likelihood functions, one per analysis."""

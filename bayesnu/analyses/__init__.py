@@ -1,0 +1,1 @@
+"""NumPyro models of the analyses and their user-facing objects."""

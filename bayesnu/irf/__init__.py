@@ -1,0 +1,1 @@
+"""Instrument response: effective-area yields, energy and spatial PDFs, interpolants."""

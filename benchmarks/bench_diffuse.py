@@ -1,0 +1,103 @@
+"""Diffuse-fit performance: MAP after compilation, NUTS 4 x 1000 (11 parameters), 2,091-point profile scan.
+
+Prints a table; with ``--release DIR`` (the HESE release's code, fetched by the user) the
+release's -LLH evaluation and fit are timed in the same run and the ratios printed.
+Targets (issue 5): MAP < 0.1 s on ~1e5 MC events, NUTS 4 x 1000 all 11 parameters
+< 2 min with r_hat < 1.01, the 51 x 41 profile scan < 1 min on 2 cores.
+
+Usage::
+
+    python benchmarks/bench_diffuse.py [--release DIR] [--n-neutrino 100000] [--skip-nuts] [--skip-scan]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+HESE = REPO.parent / "shared" / "data" / "hese_7yr"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--release", default=None)
+    ap.add_argument("--n-neutrino", type=int, default=100_000)
+    ap.add_argument("--skip-nuts", action="store_true")
+    ap.add_argument("--skip-scan", action="store_true")
+    args = ap.parse_args(argv)
+    if not (HESE / "HESE_data.json").exists():
+        print(f"SKIP: {HESE} not found")
+        return 0
+    import bayesnu  # noqa: F401
+    from bayesnu.analyses.diffuse import DiffuseAnalysis
+    from bayesnu.analyses.diffuse.profile import profile_scan
+    from bayesnu.data.hese import read_hese_data, write_hese_mc
+    from bayesnu.data.hese_simulate import HESESimulationConfig, simulate_hese_mc
+    from bayesnu.inference import summarize
+
+    mc = simulate_hese_mc(HESESimulationConfig(n_neutrino=args.n_neutrino, seed=1))
+    data = read_hese_data(HESE / "HESE_data.json")
+    rows = []
+    a8 = DiffuseAnalysis(data, mc)
+    a11 = DiffuseAnalysis(data, mc, spline_dir=HESE / "splines")
+    print(f"MC events after cuts: {len(a8.mc_bin)}")
+    for name, ana in (("MAP 8 par", a8), ("MAP 11 par", a11)):
+        t0 = time.perf_counter()
+        ana.fit(compute_errors=False)
+        comp = time.perf_counter() - t0
+        ts = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            ana.fit(compute_errors=False)
+            ts.append(time.perf_counter() - t0)
+        rows.append((name, min(ts), f"first call incl. compile {comp:.2f} s"))
+    ref = None
+    if args.release:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from hese_release_reference import DETECTOR, Reference, photospline_available
+
+        with tempfile.TemporaryDirectory() as tmp:
+            files = write_hese_mc(tmp, mc)
+            ref = Reference(args.release, HESE / "HESE_data.json", files, detector=False)
+            p = a8.full_params({})
+            t0 = time.perf_counter()
+            for _ in range(3):
+                ref.neg_llh(p)
+            rows.append(("release -LLH eval", (time.perf_counter() - t0) / 3, ""))
+            r = ref.fit(fixed=dict(DETECTOR))
+            rows.append(("release MAP 8 par", r["seconds"], f"{r['nfev']} evaluations"))
+            if photospline_available():
+                ref11 = Reference(args.release, HESE / "HESE_data.json", files, detector=True)
+                r = ref11.fit()
+                rows.append(("release MAP 11 par", r["seconds"], f"{r['nfev']} evaluations"))
+    if not args.skip_nuts:
+        t0 = time.perf_counter()
+        dt = a11.sample(chains=4, draws=1000, warmup=1000, seed=1, progress_bar=False)
+        s = summarize(dt, var_names=list(a11.free_parameters))
+        rmax = max(v["r_hat"] for v in s["params"].values())
+        rows.append(("NUTS 4x1000, 11 par", time.perf_counter() - t0,
+                     f"max r_hat {rmax:.4f}, divergences {s['divergences']}"))  # fmt: skip
+    if not args.skip_scan:
+        g, n = np.linspace(2.0, 4.0, 51), np.linspace(0.0, 12.0, 41)
+        t0 = time.perf_counter()
+        profile_scan(a8, g, n, progress=False)
+        rows.append(("profile scan 51x41, 8 par", time.perf_counter() - t0, "nuisances re-fitted per point"))
+    print(f"\n{'task':<28} {'seconds':>10}  note")
+    for name, sec, note in rows:
+        print(f"{name:<28} {sec:>10.3f}  {note}")
+    times = {r[0]: r[1] for r in rows}
+    if "release MAP 8 par" in times:
+        print(f"speed-up MAP 8 par: x{times['release MAP 8 par'] / times['MAP 8 par']:.0f}")
+    if "release MAP 11 par" in times:
+        print(f"speed-up MAP 11 par: x{times['release MAP 11 par'] / times['MAP 11 par']:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
