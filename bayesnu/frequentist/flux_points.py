@@ -268,6 +268,70 @@ def _conf_root(g: Callable[[float], float], x0: float, step: float, limit: float
     return float(optimize.brentq(g, a, b, xtol=1e-12 * max(1.0, abs(x1)), rtol=1e-12))
 
 
+def _estimate_bin(
+    comp: _Compiled,
+    b: FluxPointBin,
+    problem: FluxPointsProblem,
+    nuis0: np.ndarray,
+    norm_bounds: tuple[float, float],
+    reoptimize: bool,
+    n_sigma: float,
+    n_sigma_ul: float,
+    scan: np.ndarray,
+    norm_init: float,
+    npred_fn: Callable[..., Any] | None,
+    npsig_fn: Callable[..., Any] | None,
+) -> dict[str, Any]:
+    """All quantities of one flux-point bin (see the module docstring)."""
+    lo_b, hi_b = norm_bounds
+    fitter = _BinFitter(comp, b.data, nuis0, problem.nuisance_bounds, norm_bounds, reoptimize)
+    norm, nuis, stat_min, ok = fitter.best_fit(float(np.clip(norm_init, lo_b, hi_b)))
+    err = fitter.hessian_err(norm, nuis)
+    ok = ok and math.isfinite(stat_min)
+    stat_null = fitter.profile(0.0) if lo_b <= 0.0 <= hi_b else float("nan")
+    ts = stat_null - stat_min
+    step = err if math.isfinite(err) and err > 0 else max(abs(norm), 1.0) * 0.1
+    big = 1e5 * max(abs(norm), step)
+    up_lim = hi_b if math.isfinite(hi_b) else norm + big
+    dn_lim = lo_b if math.isfinite(lo_b) else norm - big
+
+    def g1(x: float) -> float:
+        return fitter.profile(x) - stat_min - n_sigma**2
+
+    def gul(x: float) -> float:
+        return fitter.profile(x) - stat_min - n_sigma_ul**2
+
+    r_up = _conf_root(g1, norm, step, up_lim, True)
+    r_dn = _conf_root(g1, norm, step, dn_lim, False)
+    r_ul = _conf_root(gul, norm, step, up_lim, True)
+    stat_scan = np.array([fitter.profile(float(v)) for v in scan])
+    with np.errstate(invalid="ignore"):
+        sqrt_ts = float(np.sign(norm) * np.sqrt(max(ts, 0.0))) if math.isfinite(ts) else float("nan")
+    row: dict[str, Any] = {
+        "e_min": b.e_min_gev,
+        "e_max": b.e_max_gev,
+        "norm": norm,
+        "norm_err": n_sigma * err,
+        "norm_errn": norm - r_dn,
+        "norm_errp": r_up - norm,
+        "norm_ul": r_ul,
+        "ts": ts,
+        "sqrt_ts": sqrt_ts,
+        "stat": stat_min,
+        "stat_null": stat_null,
+        "stat_scan": stat_scan,
+        "success": ok,
+        "counts": np.nan if b.counts is None else float(b.counts),
+        "nuisance": nuis.copy(),
+    }
+    x_best = jnp.asarray(norm), jnp.asarray(nuis)
+    row["npred"] = float(npred_fn(*x_best, b.data)) if npred_fn is not None else np.nan
+    if npsig_fn is not None:
+        row["npred_excess"] = float(npsig_fn(*x_best, b.data))
+        row["ref_npred"] = float(npsig_fn(jnp.asarray(1.0), jnp.asarray(nuis), b.data))
+    return row
+
+
 def estimate_flux_points(
     problem: FluxPointsProblem,
     *,
@@ -317,7 +381,6 @@ def estimate_flux_points(
     comp = _Compiled(problem.stat)
     npred_fn = jax.jit(problem.npred) if problem.npred is not None else None
     npsig_fn = jax.jit(problem.npred_signal) if problem.npred_signal is not None else None
-    lo_b, hi_b = norm_bounds
     rows: list[dict[str, Any]] = []
     with progress_bar(len(problem.bins), "flux points", enabled=progress, unit="bin") as bar:
         for b in problem.bins:
@@ -325,50 +388,22 @@ def estimate_flux_points(
                 raise ConfigError(
                     f"flux-point bin [{b.e_min_gev}, {b.e_max_gev}] GeV is not a positive range"
                 )
-            fitter = _BinFitter(comp, b.data, nuis0, problem.nuisance_bounds, norm_bounds, reoptimize)
-            norm, nuis, stat_min, ok = fitter.best_fit(float(np.clip(norm_init, lo_b, hi_b)))
-            err = fitter.hessian_err(norm, nuis)
-            ok = ok and math.isfinite(stat_min)
-            stat_null = fitter.profile(0.0) if lo_b <= 0.0 <= hi_b else float("nan")
-            ts = stat_null - stat_min
-            step = err if math.isfinite(err) and err > 0 else max(abs(norm), 1.0) * 0.1
-            big = 1e5 * max(abs(norm), step)
-            up_lim = hi_b if math.isfinite(hi_b) else norm + big
-            dn_lim = lo_b if math.isfinite(lo_b) else norm - big
-
-            def g(x: float, d: float, f=fitter, s0=stat_min) -> float:
-                return f.profile(x) - s0 - d
-
-            d1, dul = n_sigma**2, n_sigma_ul**2
-            r_up = _conf_root(lambda x: g(x, d1), norm, step, up_lim, True)
-            r_dn = _conf_root(lambda x: g(x, d1), norm, step, dn_lim, False)
-            r_ul = _conf_root(lambda x: g(x, dul), norm, step, up_lim, True)
-            stat_scan = np.array([fitter.profile(float(v)) for v in scan])
-            with np.errstate(invalid="ignore"):
-                sqrt_ts = float(np.sign(norm) * np.sqrt(max(ts, 0.0))) if math.isfinite(ts) else float("nan")
-            row: dict[str, Any] = {
-                "e_min": b.e_min_gev,
-                "e_max": b.e_max_gev,
-                "norm": norm,
-                "norm_err": n_sigma * err,
-                "norm_errn": norm - r_dn,
-                "norm_errp": r_up - norm,
-                "norm_ul": r_ul,
-                "ts": ts,
-                "sqrt_ts": sqrt_ts,
-                "stat": stat_min,
-                "stat_null": stat_null,
-                "stat_scan": stat_scan,
-                "success": ok,
-                "counts": np.nan if b.counts is None else float(b.counts),
-                "nuisance": nuis.copy(),
-            }
-            x_best = jnp.asarray(norm), jnp.asarray(nuis)
-            row["npred"] = float(npred_fn(*x_best, b.data)) if npred_fn is not None else np.nan
-            if npsig_fn is not None:
-                row["npred_excess"] = float(npsig_fn(*x_best, b.data))
-                row["ref_npred"] = float(npsig_fn(jnp.asarray(1.0), jnp.asarray(nuis), b.data))
-            rows.append(row)
+            rows.append(
+                _estimate_bin(
+                    comp,
+                    b,
+                    problem,
+                    nuis0,
+                    norm_bounds,
+                    reoptimize,
+                    n_sigma,
+                    n_sigma_ul,
+                    scan,
+                    norm_init,
+                    npred_fn,
+                    npsig_fn,
+                )
+            )
             bar.update(1)
     return _build_table(rows, problem, scan, n_sigma, n_sigma_ul, sqrt_ts_threshold_ul, reoptimize)
 

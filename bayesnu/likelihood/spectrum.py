@@ -26,6 +26,7 @@ restricting a flux point to an energy bin (see ``docs/frequentist.rst``).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,13 +40,17 @@ __all__ = [
     "CASH_TRUNCATION",
     "BinnedCounts",
     "SpectrumDataset",
+    "binned_counts_npred",
+    "binned_counts_npred_signal",
     "binned_counts_stat",
     "binned_counts_stat_bkg_norm",
     "cash",
+    "flux_points_problem",
     "npred",
     "npred_signal",
     "reco_flux_point_data",
     "simulate_counts",
+    "to_gammapy",
     "true_flux_point_data",
 ]
 
@@ -269,3 +274,103 @@ def true_flux_point_data(
         mask=jnp.ones(ds.counts.shape, dtype=bool),
     )
     return data, float(e_min_gev), float(e_max_gev)
+
+
+def to_gammapy(
+    ds: SpectrumDataset, reference: Any = None, *, name: str = "bayesnu", source: str = "source"
+) -> Any:
+    """The same dataset as a ``gammapy.datasets.SpectrumDataset`` (requires gammapy).
+
+    Counts, known background, exposure and the energy-dispersion kernel are copied as
+    they are (energies in GeV, exposure in cm^2 s). With a ``reference``
+    :class:`bayesnu.flux.PowerLaw` (no cut-off) the dataset gets a ``SkyModel`` named
+    ``source`` with the equivalent ``PowerLawSpectralModel``.
+    """
+    from astropy import units as u
+    from gammapy.datasets import SpectrumDataset as GammapySpectrumDataset
+    from gammapy.irf import EDispKernel, EDispKernelMap
+    from gammapy.maps import MapAxis, RegionGeom, RegionNDMap
+
+    e_reco = MapAxis.from_edges(np.asarray(ds.e_reco_edges_gev), unit="GeV", name="energy", interp="log")
+    e_true = MapAxis.from_edges(np.asarray(ds.e_true_edges_gev), unit="GeV", name="energy_true", interp="log")
+    geom = RegionGeom.create(region="icrs;circle(0, 0, 0.1)", axes=[e_reco])
+    geom_true = geom.to_image().to_cube([e_true])
+    counts = RegionNDMap.from_geom(geom, data=np.asarray(ds.counts).reshape(-1, 1, 1))
+    background = RegionNDMap.from_geom(geom, data=np.asarray(ds.background).reshape(-1, 1, 1))
+    exposure = RegionNDMap.from_geom(
+        geom_true, data=np.asarray(ds.exposure_cm2_s).reshape(-1, 1, 1), unit="cm2 s"
+    )
+    kernel = EDispKernel(axes=[e_true, e_reco], data=np.asarray(ds.edisp))
+    edisp = EDispKernelMap.from_edisp_kernel(kernel, geom=geom_true)
+    out = GammapySpectrumDataset(
+        counts=counts, background=background, exposure=exposure, edisp=edisp, name=name
+    )
+    if reference is not None:
+        from gammapy.modeling.models import PowerLawSpectralModel, SkyModel
+
+        if getattr(reference, "e_cut_gev", None) is not None:
+            raise ConfigError("to_gammapy converts pure power laws only (e_cut_gev=None)")
+        spec = PowerLawSpectralModel(
+            index=float(reference.gamma),
+            amplitude=float(reference.norm) * u.Unit("GeV-1 cm-2 s-1"),
+            reference=float(reference.e0_gev) * u.GeV,
+        )
+        out.models = [SkyModel(spectral_model=spec, name=source)]
+    return out
+
+
+def flux_points_problem(
+    ds: SpectrumDataset,
+    reference: Any,
+    energy_edges_gev: Any,
+    *,
+    restrict: str = "reco",
+    others: str = "zero",
+    background_norm: bool = False,
+) -> Any:
+    """A :class:`bayesnu.frequentist.flux_points.FluxPointsProblem` for this dataset.
+
+    Parameters
+    ----------
+    ds
+        The binned spectrum.
+    reference
+        Reference flux model (``integral``, ``dnde``, ``energy_flux``; GeV units).
+    energy_edges_gev
+        Flux-point bin edges [GeV].
+    restrict
+        ``"reco"``: gammapy's reconstructed-energy restriction (:func:`reco_flux_point_data`;
+        edges snap to the dataset's reco edges); ``"true"``: true-energy piecewise norm
+        (:func:`true_flux_point_data` with ``others``).
+    others
+        For ``restrict="true"``: the flux outside the bin is ``"zero"`` or ``"fixed"``.
+    background_norm
+        Add one nuisance parameter scaling the background (start 1, bounded at 0),
+        re-fitted per bin with ``estimate_flux_points(..., reoptimize=True)``.
+    """
+    import functools
+
+    from bayesnu.frequentist.flux_points import FluxPointBin, FluxPointsProblem
+
+    edges = np.asarray(energy_edges_gev, dtype=float)
+    if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
+        raise ConfigError("energy_edges_gev must be at least two increasing energies in GeV")
+    bins = []
+    for lo, hi in itertools.pairwise(edges):
+        if restrict == "reco":
+            data, e1, e2 = reco_flux_point_data(ds, reference, float(lo), float(hi))
+        elif restrict == "true":
+            data, e1, e2 = true_flux_point_data(ds, reference, float(lo), float(hi), others=others)
+        else:
+            raise ConfigError(f"restrict must be 'reco' or 'true', got {restrict!r}")
+        counts = float(np.sum(np.where(np.asarray(data.mask), np.asarray(data.counts), 0.0)))
+        bins.append(FluxPointBin(e1, e2, data, counts=counts))
+    return FluxPointsProblem(
+        stat=binned_counts_stat_bkg_norm if background_norm else binned_counts_stat,
+        bins=bins,
+        reference=reference,
+        npred=functools.partial(binned_counts_npred, bkg_norm=background_norm),
+        npred_signal=binned_counts_npred_signal,
+        nuisance_init=(1.0,) if background_norm else (),
+        nuisance_bounds=((0.0, float("inf")),) if background_norm else (),
+    )
