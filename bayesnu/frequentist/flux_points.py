@@ -14,25 +14,21 @@ of the reference model restricted to that bin, of optional nuisance parameters
 
 :func:`estimate_flux_points` then computes, per bin, with gammapy's definitions:
 
-=================  ===============================================================
-``norm``           :math:`\hat\nu = \arg\min C_k` (nuisances fixed, or re-optimised
-                   with ``reoptimize=True``)
-``norm_err``       ``n_sigma`` :math:`\times\sqrt{2\,(H^{-1})_{\nu\nu}}`, :math:`H`
-                   the Hessian of :math:`C_k` in the free parameters
-``norm_errn/errp`` distance from :math:`\hat\nu` to the roots of
-                   :math:`\tilde C_k(\nu) - C_k^{\min} = n_\sigma^2` (profile
-                   :math:`\tilde C_k`, re-optimised nuisances if ``reoptimize``)
-``norm_ul``        :math:`\hat\nu` + the upper root of
-                   :math:`\tilde C_k(\nu) - C_k^{\min} = n_{\sigma,\mathrm{UL}}^2`
-``ts``             :math:`\tilde C_k(0) - C_k^{\min}`; ``sqrt_ts`` = sign(:math:`\hat\nu`)
-                   :math:`\sqrt{ts}`
-``stat``,          :math:`C_k^{\min}`, :math:`\tilde C_k(0)`,
-``stat_null``,     :math:`\tilde C_k` on ``norm_scan`` (absolute, as gammapy writes it)
-``stat_scan``
-``loglike``,       GADF forms: :math:`-C_k^{\min}/2`, :math:`-\tilde C_k(0)/2`, and
-``loglike_null``,  :math:`-(\tilde C_k(\nu) - \tilde C_k(0))/2` (relative to zero norm)
-``dloglike_scan``
-=================  ===============================================================
+* ``norm``: :math:`\hat\nu = \arg\min C_k` (nuisances fixed, or re-optimised with
+  ``reoptimize=True``);
+* ``norm_err``: ``n_sigma`` :math:`\times\sqrt{2\,(H^{-1})_{\nu\nu}}`, :math:`H` the
+  Hessian of :math:`C_k` in the free parameters;
+* ``norm_errn``, ``norm_errp``: distances from :math:`\hat\nu` to the roots of
+  :math:`\tilde C_k(\nu) - C_k^{\min} = n_\sigma^2` (:math:`\tilde C_k` the profile,
+  nuisances re-optimised if ``reoptimize``);
+* ``norm_ul``: the upper root of :math:`\tilde C_k(\nu) - C_k^{\min} = n_{\sigma,UL}^2`;
+* ``ts``: :math:`\tilde C_k(0) - C_k^{\min}`; ``sqrt_ts``: sign(:math:`\hat\nu`)
+  :math:`\sqrt{ts}`;
+* ``stat``, ``stat_null``, ``stat_scan``: :math:`C_k^{\min}`, :math:`\tilde C_k(0)` and
+  :math:`\tilde C_k` on ``norm_scan`` (absolute, as gammapy writes them);
+* ``loglike``, ``loglike_null``, ``dloglike_scan``: the GADF forms
+  :math:`-C_k^{\min}/2`, :math:`-\tilde C_k(0)/2` and
+  :math:`-(\tilde C_k(\nu) - \tilde C_k(0))/2` (relative to zero norm).
 
 gammapy 2.1 reads ``loglike`` as ``stat = 2 loglike`` and ``dloglike_scan`` as
 ``stat_scan = 2 dloglike_scan`` (sign opposite to GADF's log-likelihood), but only when

@@ -150,7 +150,10 @@ def _dask_batch_task(
 ) -> Any:
     """One batch on a dask worker (module level, so workers import it by reference)."""
     seed, first, n_valid, batch_size = item
-    token, trial_fn = fn_payload
+    token, trial_fn, cache_dir = fn_payload
+    if cache_dir and jax.config.jax_compilation_cache_dir != cache_dir:
+        # the client's persistent compilation cache: workers reuse each other's kernels
+        jax.config.update("jax_compilation_cache_dir", cache_dir)
     dev_inputs = _as_device_inputs(inputs)
     compiled, _ = _compiled_kernel(("token", token), trial_fn, batch_size, dev_inputs)
     return _run_batch(compiled, seed, first, n_valid, batch_size, dev_inputs)
@@ -348,7 +351,7 @@ def run_trials(
                 parts.append(_run_batch(compiled, s, f, nv, bs, dev_inputs))
                 bar.update(nv)
     elif backend == "dask":
-        payload = (_token(trial_fn), trial_fn)
+        payload = (_token(trial_fn), trial_fn, jax.config.jax_compilation_cache_dir)
         with dask_client(scheduler, n_workers=n_workers) as client:
             meta["cluster_start_s"] = time.perf_counter() - t0
             meta["n_workers"] = len(client.scheduler_info().get("workers", {}))
