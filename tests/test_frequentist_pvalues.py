@@ -107,8 +107,8 @@ def test_bad_background_samples():
 
 
 def test_wilks_agrees_with_background_trials_in_the_asymptotic_regime():
-    """2000 background events, ~200 under the signal PDF: Chernoff's 1/2 chi2(1) holds."""
-    problem = PeakProblem(n_background=2000.0, sigma=0.05, n_max=2304)
+    """2000 background events, ~400 within one signal width: Chernoff's 1/2 chi2(1) holds."""
+    problem = PeakProblem(n_background=2000.0, sigma=0.2, n_max=2304)
     res = run_trials(peak_trial, 6000, seed=12, inputs=(0.0, problem), batch_size=500)
     ts = res["ts"]
     assert not res["overflow"].any()

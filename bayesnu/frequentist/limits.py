@@ -242,27 +242,8 @@ def profile_upper_limit(
     conversion
         Optional ns -> flux conversion for the ``flux`` columns.
     """
-    delta = delta_stat(cl, one_sided=one_sided)
-    x_hat, f_min, lower, upper = _profile_limits(
-        profile,
-        delta,
-        lower_bound=lower_bound,
-        upper_bound=upper_bound,
-        best_fit=best_fit,
-        scale=scale,
-        want_lower=False,
-    )
-    flux = conversion.columns(upper, prefix="upper_") if conversion is not None and np.isfinite(upper) else {}
-    return ProfileInterval(
-        best_fit=x_hat,
-        stat_min=f_min,
-        lower=lower,
-        upper=upper,
-        cl=cl,
-        delta=delta,
-        one_sided=one_sided,
-        at_boundary=bool(math.isfinite(lower_bound) and x_hat <= lower_bound + 1e-12 * max(1.0, scale)),
-        flux=flux,
+    return _profile_result(
+        profile, cl, one_sided, False, lower_bound, upper_bound, best_fit, scale, conversion
     )
 
 
@@ -282,7 +263,21 @@ def profile_interval(
     interval reaches ``lower_bound`` its lower end is the bound. Parameters as in
     :func:`profile_upper_limit`.
     """
-    delta = delta_stat(cl, one_sided=False)
+    return _profile_result(profile, cl, False, True, lower_bound, upper_bound, best_fit, scale, conversion)
+
+
+def _profile_result(
+    profile: Profile,
+    cl: float,
+    one_sided: bool,
+    want_lower: bool,
+    lower_bound: float,
+    upper_bound: float,
+    best_fit: float | None,
+    scale: float,
+    conversion: FluxConversion | None,
+) -> ProfileInterval:
+    delta = delta_stat(cl, one_sided=one_sided)
     x_hat, f_min, lower, upper = _profile_limits(
         profile,
         delta,
@@ -290,13 +285,13 @@ def profile_interval(
         upper_bound=upper_bound,
         best_fit=best_fit,
         scale=scale,
-        want_lower=True,
+        want_lower=want_lower,
     )
     flux: dict[str, Any] = {}
     if conversion is not None:
         if np.isfinite(upper):
             flux.update(conversion.columns(upper, prefix="upper_"))
-        if np.isfinite(lower):
+        if want_lower and np.isfinite(lower):
             flux.update(conversion.columns(lower, prefix="lower_"))
     return ProfileInterval(
         best_fit=x_hat,
@@ -305,7 +300,7 @@ def profile_interval(
         upper=upper,
         cl=cl,
         delta=delta,
-        one_sided=False,
+        one_sided=one_sided,
         at_boundary=bool(math.isfinite(lower_bound) and x_hat <= lower_bound + 1e-12 * max(1.0, scale)),
         flux=flux,
     )

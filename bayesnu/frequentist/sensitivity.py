@@ -118,18 +118,7 @@ def sensitivity(
     bg = _background(background_ts)
     thr = float(np.median(bg))
     res = find_strength(sampler, thr, beta, seed=seed, **search)
-    return SensitivityResult(
-        kind="sensitivity",
-        strength=res.strength,
-        strength_err=res.strength_err,
-        beta=beta,
-        threshold=thr,
-        threshold_method="median",
-        sigma=float("nan"),
-        n_background=bg.size,
-        search=res,
-        flux=conversion.columns(res.strength) if conversion is not None else {},
-    )
+    return _result("sensitivity", res, "median", float("nan"), bg.size, conversion)
 
 
 def discovery_potential(
@@ -154,15 +143,26 @@ def discovery_potential(
     bg = _background(background_ts)
     thr, how = ts_threshold(bg, sigma=sigma, min_above=min_above, tail=tail)
     res = find_strength(sampler, thr, beta, seed=seed, **search)
+    return _result("discovery", res, how, float(sigma), bg.size, conversion)
+
+
+def _result(
+    kind: str,
+    res: StrengthResult,
+    how: str,
+    sigma: float,
+    n_background: int,
+    conversion: FluxConversion | None,
+) -> SensitivityResult:
     return SensitivityResult(
-        kind="discovery",
+        kind=kind,
         strength=res.strength,
         strength_err=res.strength_err,
-        beta=beta,
-        threshold=thr,
+        beta=res.beta,
+        threshold=res.threshold,
         threshold_method=how,
-        sigma=float(sigma),
-        n_background=bg.size,
+        sigma=sigma,
+        n_background=n_background,
         search=res,
         flux=conversion.columns(res.strength) if conversion is not None else {},
     )
