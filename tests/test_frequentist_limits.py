@@ -76,7 +76,7 @@ def test_passing_curve_fits_recover_a_known_curve():
     data = PassingFraction(mu, k, n)
     truth = 5.0 + 1.5 * stats.norm.ppf(0.9)
     for model in ("chi2", "erf", "monotone"):
-        res = strength_from_curve(fit_passing_curve(data, model), 0.9, 0.0, n_boot=40, seed=1)
+        res = strength_from_curve(fit_passing_curve(data, model), 0.9, 0.0, n_boot=20, seed=1)
         assert abs(res.strength - truth) < 4 * res.strength_err + 0.05, (
             model,
             res.strength,
