@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from bayesnu.analyses.point_source import PointSourceAnalysis, Source
@@ -66,57 +65,41 @@ def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _skyllh_results(directory: Path, seasons: list[str]) -> dict[str, dict]:
+POINTS = [(3.0, 2.0), (10.0, 2.57), (1.0, 3.33)]
+
+
+def compare(directory: Path, seasons: list[str]) -> list[dict]:
+    """Side-by-side results for every source (SkyLLH, bayesnu with SkyLLH's conventions, bayesnu)."""
     require_peer("skyllh")
-    from skyllh.analyses.i3.publicdata_ps.time_integrated_ps import create_analysis
-    from skyllh.core.config import Config
-    from skyllh.core.random import RandomStateService
-    from skyllh.core.source_model import PointLikeSource
-    from skyllh.datasets.i3 import PublicData_10y_ps
+    from bayesnu.peers import skyllh
 
-    cfg = Config()
-    dsc = PublicData_10y_ps.create_dataset_collection(
-        cfg, base_path=str(directory.parent), sub_path_fmt=directory.name
-    )
-    out = {}
-    for name, ra, dec in SOURCES:
-        ana = create_analysis(
-            cfg, datasets=[dsc[s] for s in seasons], source=PointLikeSource(np.radians(ra), np.radians(dec))
-        )
-        ts, params, _ = ana.unblind(RandomStateService(1))
-        ns, gamma = float(params["ns"]), float(params["gamma"])
-        points = [(3.0, 2.0), (10.0, 2.57), (1.0, 3.33)]
-        out[name] = {
-            "ts": float(ts),
-            "ns": ns,
-            "gamma": gamma,
-            "flux": float(ana.calculate_fluxmodel_scaling_factor(fitparam_values=np.array([ns, gamma]))) * ns,
-            "llh": {p: float(ana.llhratio.evaluate(np.array(p))[0]) for p in points},
-        }
-    return out
-
-
-def _check(directory: Path, seasons: list[str]) -> list[dict]:
-    ref = _skyllh_results(directory, seasons)
     rel = load_ps_release(directory, seasons, require_smearing=True)
     models_sk = season_models(rel, ResponseSettings(interp="parabola", dec_axis="skyllh"))
     models_bn = season_models(rel, ResponseSettings())
     rows = []
     for name, ra, dec in SOURCES:
-        r = ref[name]
+        ref = skyllh.unblind(directory, seasons, ra, dec, points=POINTS)
         sk = PointSourceAnalysis(models_sk, Source(ra, dec, name))
         bn = PointSourceAnalysis(models_bn, Source(ra, dec, name))
-        f_sk, f_bn = sk.fit(), bn.fit()
-        for p, v in r["llh"].items():
-            assert sk.log_lambda(*p) == pytest.approx(v, rel=1e-9, abs=1e-9), (name, p)
-        rows.append({"name": name, "ref": r, "skyllh_conv": f_sk, "bayesnu": f_bn})
-        for f, flux_check in ((f_sk, True), (f_bn, abs(dec) < 30.0)):
-            if r["ts"] > 1 or f.ts > 1:
-                assert abs(f.ts - r["ts"]) <= max(0.3, 0.03 * r["ts"]), (name, f.ts, r["ts"])
-                assert abs(f.ns - r["ns"]) <= max(1.0, 0.05 * r["ns"]), (name, f.ns, r["ns"])
-                assert abs(f.gamma - r["gamma"]) <= 0.05, (name, f.gamma, r["gamma"])
+        rows.append(
+            {"name": name, "dec": dec, "ref": ref, "sk": sk, "skyllh_conv": sk.fit(), "bayesnu": bn.fit()}
+        )
+    return rows
+
+
+def _check(directory: Path, seasons: list[str]) -> list[dict]:
+    rows = compare(directory, seasons)
+    for row in rows:
+        name, r = row["name"], row["ref"]
+        for p, v in r.log_lambda.items():
+            assert row["sk"].log_lambda(*p) == pytest.approx(v, rel=1e-9, abs=1e-9), (name, p)
+        for f, flux_check in ((row["skyllh_conv"], True), (row["bayesnu"], abs(row["dec"]) < 30.0)):
+            if r.ts > 1 or f.ts > 1:
+                assert abs(f.ts - r.ts) <= max(0.3, 0.03 * r.ts), (name, f.ts, r.ts)
+                assert abs(f.ns - r.ns) <= max(1.0, 0.05 * r.ns), (name, f.ns, r.ns)
+                assert abs(f.gamma - r.gamma) <= 0.05, (name, f.gamma, r.gamma)
                 if flux_check:
-                    assert f.flux_norm == pytest.approx(r["flux"], rel=0.05), name
+                    assert f.flux_norm == pytest.approx(r.flux_norm, rel=0.05), name
             else:
                 # No significant excess: both find TS ~ 0 (SkyLLH may stop at a boundary).
                 assert f.ts <= 1.0 + 0.3
@@ -130,5 +113,5 @@ def test_ic40_real_events_agree_with_skyllh(ic40_dir: Path) -> None:
 
 def test_simulated_three_seasons_agree_with_skyllh(sim_dir: Path) -> None:
     rows = _check(sim_dir, SIM_SEASONS)
-    significant = [r for r in rows if r["ref"]["ts"] > 1]
+    significant = [r for r in rows if r["ref"].ts > 1]
     assert len(significant) >= 3  # the injected sources are found by both

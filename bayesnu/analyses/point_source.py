@@ -47,6 +47,7 @@ from bayesnu.likelihood.pointsource import (
     log_extended,
     log_lambda,
     log_lambda_from_ratios,
+    log_yields,
 )
 from bayesnu.likelihood.ps_fit import fit_ns_gamma
 
@@ -234,7 +235,7 @@ def point_source_model(
     if ra is not None and yield_grid is not None:
         ly = yield_grid(jnp.sin(dec), gamma)
     else:
-        ly = _interp(inputs, inputs.log_yield, gamma)
+        ly = log_yields(inputs, gamma)
     frac = jax.nn.softmax(ly)
     ytot = jnp.exp(jax.nn.logsumexp(ly))
     if priors.flux_norm is not None:
@@ -360,7 +361,7 @@ class PointSourceAnalysis:
 
     def log_yield_total(self, gamma: float) -> float:
         """ln of the summed detector yield per unit Phi0 at ``gamma`` (events per GeV^-1 cm^-2 s^-1)."""
-        return float(jax.nn.logsumexp(_interp(self.inputs, self.inputs.log_yield, jnp.asarray(gamma))))
+        return float(jax.nn.logsumexp(log_yields(self.inputs, jnp.asarray(gamma))))
 
     def flux_norm(self, ns: float, gamma: float) -> float:
         """Phi0 at E0 [GeV^-1 cm^-2 s^-1] for ``ns`` total signal events at index ``gamma``."""
@@ -386,7 +387,7 @@ class PointSourceAnalysis:
         ns, gamma, ts = float(r.ns), float(r.gamma), float(r.ts)
         p, sig = wilks_pvalue(ts)
         phi = self.flux_norm(ns, gamma)
-        frac = np.asarray(jax.nn.softmax(_interp(self.inputs, self.inputs.log_yield, jnp.asarray(gamma))))
+        frac = np.asarray(jax.nn.softmax(log_yields(self.inputs, jnp.asarray(gamma))))
         return PointSourceFit(
             ts=ts,
             ns=ns,
@@ -432,7 +433,7 @@ class PointSourceAnalysis:
                 if parameter == "ns":
                     ns = v
                 else:
-                    ns = v * jnp.exp(jax.nn.logsumexp(_interp(inputs, inputs.log_yield, g)))
+                    ns = v * jnp.exp(jax.nn.logsumexp(log_yields(inputs, g)))
                 return log_lambda({"ns": ns, "gamma": g}, inputs)
 
             def prof(v):

@@ -324,6 +324,14 @@ def _truths(provenance: dict[str, Any], card: PointSourceCard, ana: Any) -> dict
     for s in card.data.inject:
         if abs(s.ra_deg - card.source.ra_deg) < 1e-6 and abs(s.dec_deg - card.source.dec_deg) < 1e-6:
             ns = ana.ns_from_flux(s.flux_norm, s.gamma)
+            # Prefer the simulator's own expected count (its injector's yield), when recorded.
+            for rec in provenance.get("sources", []):
+                same = (
+                    abs(rec.get("ra_deg", 1e9) - s.ra_deg) < 1e-6
+                    and abs(rec.get("dec_deg", 1e9) - s.dec_deg) < 1e-6
+                )
+                if same and "expected_per_season" in rec:
+                    ns = float(sum(rec["expected_per_season"].get(n, 0.0) for n in ana.season_names))
             return {
                 "ns": ns,
                 "gamma": s.gamma,

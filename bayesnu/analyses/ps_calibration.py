@@ -217,7 +217,7 @@ def _share(models: Sequence[SeasonModel], model: SeasonModel, source: Source, ga
         return 1.0
     from bayesnu.irf.interp import hermite_uniform
 
-    g = np.asarray(model.settings.gamma_grid)
+    g = model.yield_gamma_grid
     ly = np.array(
         [float(hermite_uniform(m.log_yield(source.dec_rad), g[0], g[1] - g[0], gamma)) for m in models]
     )

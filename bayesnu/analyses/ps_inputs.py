@@ -30,6 +30,8 @@ from bayesnu.irf.yields import log_yield_vs_gamma
 from bayesnu.likelihood.pointsource import PSEvents, PSInputs
 
 _RESOLUTION = float(np.finfo(np.float64).resolution)
+#: The detector yield is tabulated this many times finer in gamma than the energy PDFs.
+YIELD_SUBDIVISION = 10
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -129,8 +131,14 @@ class SeasonModel:
             )
         return self._energy_cache[key]
 
+    @property
+    def yield_gamma_grid(self) -> np.ndarray:
+        """Gamma grid of :meth:`log_yield` (the energy grid subdivided ``YIELD_SUBDIVISION`` times)."""
+        g = np.asarray(self.settings.gamma_grid)
+        return np.linspace(g[0], g[-1], (len(g) - 1) * YIELD_SUBDIVISION + 1)
+
     def log_yield(self, dec_rad: float) -> np.ndarray:
-        """ln Y per unit Phi0 on the gamma grid at ``dec_rad``, ``(K,)``."""
+        """ln Y per unit Phi0 at ``dec_rad`` on :attr:`yield_gamma_grid`."""
         key = round(float(dec_rad), 12)
         if key not in self._yield_cache:
             st = self.settings
@@ -139,6 +147,7 @@ class SeasonModel:
                 self.livetime_s,
                 dec_rad,
                 np.asarray(st.gamma_grid),
+                eval_gamma=self.yield_gamma_grid,
                 dec_axis=st.dec_axis,
                 e0_gev=st.e0_gev,
                 e_cut_gev=st.e_cut_gev,
@@ -163,7 +172,7 @@ def box_selection(
 ) -> np.ndarray:
     """SkyLLH's spatial box around a source (all angles in radians).
 
-    Events with dec in (dec_s - delta, dec_s + delta) and |delta RA| smaller than
+    Events with dec in (dec_s - delta, dec_s + delta) and an RA difference smaller than
     delta / min(cos(dec_s - delta), cos(dec_s + delta)) (capped at 2 pi).
     """
     dmin = max(-np.pi / 2, src_dec - delta)
@@ -265,6 +274,8 @@ def build_inputs(
         gamma0=float(g[0]),
         dgamma=float(g[1] - g[0]),
         interp=st.interp,
+        yield_g0=float(g[0]),
+        yield_dg=float(g[1] - g[0]) / YIELD_SUBDIVISION,
     )
 
 

@@ -93,14 +93,18 @@ def log_yield_vs_gamma(
     dec_rad: float,
     gamma_grid: np.ndarray = GAMMA_GRID,
     *,
+    eval_gamma: np.ndarray | None = None,
     dec_axis: str = "sin_dec",
     e0_gev: float = E0_DEFAULT_GEV,
     e_cut_gev: float | None = None,
 ) -> np.ndarray:
-    """ln Y at a fixed source declination on the gamma grid, ``(K,)``."""
+    """ln Y at a fixed source declination, splined over ``gamma_grid``, evaluated at ``eval_gamma``.
+
+    ``eval_gamma`` defaults to ``gamma_grid``.
+    """
     spl = yield_spline(aeff, livetime_s, gamma_grid, dec_axis=dec_axis, e0_gev=e0_gev, e_cut_gev=e_cut_gev)
-    x = np.full(len(gamma_grid), np.sin(dec_rad))
-    return spl(x, np.asarray(gamma_grid), grid=False)
+    ev = np.asarray(gamma_grid if eval_gamma is None else eval_gamma, dtype=float)
+    return spl(np.full(len(ev), np.sin(dec_rad)), ev, grid=False)
 
 
 @dataclass(frozen=True)
@@ -141,16 +145,21 @@ def build_yield_grid(
     gamma_grid: np.ndarray = GAMMA_GRID,
     *,
     n_sin_dec: int = 401,
+    gamma_subdivision: int = 4,
     dec_axis: str = "sin_dec",
     e0_gev: float = E0_DEFAULT_GEV,
     e_cut_gev: float | None = None,
 ) -> YieldGrid:
-    """Tabulate ln Y of several seasons on a uniform sin(dec) grid for position-free models."""
+    """Tabulate ln Y of several seasons on a uniform (sin dec, gamma) grid for position-free models.
+
+    The spline is built on ``gamma_grid`` and tabulated ``gamma_subdivision`` times finer.
+    """
     xs = np.linspace(-1.0, 1.0, n_sin_dec)
-    g = np.asarray(gamma_grid, dtype=float)
+    g_nodes = np.asarray(gamma_grid, dtype=float)
+    g = np.linspace(g_nodes[0], g_nodes[-1], (len(g_nodes) - 1) * gamma_subdivision + 1)
     tabs = []
     for aeff, lt in zip(aeffs, livetimes_s):
-        spl = yield_spline(aeff, lt, g, dec_axis=dec_axis, e0_gev=e0_gev, e_cut_gev=e_cut_gev)
+        spl = yield_spline(aeff, lt, g_nodes, dec_axis=dec_axis, e0_gev=e0_gev, e_cut_gev=e_cut_gev)
         tabs.append(spl(xs, g, grid=True))
     return YieldGrid(
         log_yield=jnp.asarray(np.stack(tabs)),

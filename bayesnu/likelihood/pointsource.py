@@ -103,14 +103,18 @@ class PSInputs:
     n_outside
         ``(S,)`` events not selected, :math:`N_s - N'_s`.
     log_yield
-        ``(S, K)`` ln of the detector yield per unit Phi0 at the source declination on
-        the gamma grid [events per GeV^-1 cm^-2 s^-1].
+        ``(S, K')`` ln of the detector yield per unit Phi0 at the source declination on
+        the yield's gamma grid [events per GeV^-1 cm^-2 s^-1].
     src_ra, src_dec
         Source position [rad] used when the parameters do not give one.
     gamma0, dgamma
         Uniform gamma grid of the tables (metadata).
     interp
         ``"hermite"`` or ``"parabola"`` (metadata).
+    yield_g0, yield_dg
+        Uniform gamma grid of ``log_yield`` (metadata; default: the energy tables' grid).
+        The yield is tabulated finer (exact spline values) and always interpolated
+        with cubic Hermite.
     """
 
     events: PSEvents
@@ -122,6 +126,8 @@ class PSInputs:
     gamma0: float
     dgamma: float
     interp: str = "hermite"
+    yield_g0: float | None = None
+    yield_dg: float | None = None
 
     @property
     def n_seasons(self) -> int:
@@ -132,7 +138,7 @@ class PSInputs:
 jax.tree_util.register_dataclass(
     PSInputs,
     data_fields=["events", "n_total", "n_outside", "log_yield", "src_ra", "src_dec"],
-    meta_fields=["gamma0", "dgamma", "interp"],
+    meta_fields=["gamma0", "dgamma", "interp", "yield_g0", "yield_dg"],
 )
 
 
@@ -141,15 +147,21 @@ def _interp(inputs: PSInputs, table: jax.Array, gamma: jax.Array) -> jax.Array:
     return f(table, inputs.gamma0, inputs.dgamma, gamma)
 
 
-def season_fractions(inputs: PSInputs, gamma: jax.Array, log_yield: jax.Array | None = None) -> jax.Array:
+def log_yields(inputs: PSInputs, gamma: jax.Array) -> jax.Array:
+    """ln of every season's detector yield per unit Phi0 at ``gamma``, shape ``(S,)``."""
+    g0 = inputs.gamma0 if inputs.yield_g0 is None else inputs.yield_g0
+    dg = inputs.dgamma if inputs.yield_dg is None else inputs.yield_dg
+    return hermite_uniform(inputs.log_yield, g0, dg, gamma)
+
+
+def season_fractions(inputs: PSInputs, gamma: jax.Array) -> jax.Array:
     """Share of the signal per season, :math:`f_s = Y_s/\\sum_t Y_t`, shape ``(S,)``."""
-    ly = _interp(inputs, inputs.log_yield if log_yield is None else log_yield, gamma)
-    return jax.nn.softmax(ly)
+    return jax.nn.softmax(log_yields(inputs, gamma))
 
 
 def log_yield_total(inputs: PSInputs, gamma: jax.Array) -> jax.Array:
     """ln of the summed yield per unit Phi0 at ``gamma``."""
-    return jax.nn.logsumexp(_interp(inputs, inputs.log_yield, gamma))
+    return jax.nn.logsumexp(log_yields(inputs, gamma))
 
 
 def event_ratios_spatial(

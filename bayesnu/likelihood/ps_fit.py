@@ -167,14 +167,15 @@ def fit_ns_gamma(
     nodes = jnp.linspace(gamma_min, gamma_max, n_nodes)
     k0 = (gamma_min - inputs.gamma0) / inputs.dgamma
     on_grid = abs(k0 - round(k0)) < 1e-9 and abs((n_nodes - 1) * step - (gamma_max - gamma_min)) < 1e-9
-    k_max = inputs.log_yield.shape[-1] - 1
+    k_max = inputs.events.energy_ratio.shape[-1] - 1
+    sub = 1 if inputs.yield_dg is None else round(inputs.dgamma / inputs.yield_dg)
     if on_grid and round(k0) >= 0 and round(k0) + (n_nodes - 1) * node_step <= k_max:
         # Nodes are table nodes: take the tabulated columns, spatial ratios computed once.
         ks = round(k0) + node_step * jnp.arange(n_nodes)
         ev = inputs.events
         r_sp = event_ratios_spatial(inputs, ra, dec)
         r_nodes = r_sp[None, :] * ev.energy_ratio[:, ks].T  # (n_nodes, M)
-        frac_nodes = jax.nn.softmax(inputs.log_yield[:, ks].T, axis=-1)  # (n_nodes, S)
+        frac_nodes = jax.nn.softmax(inputs.log_yield[:, ks * sub].T, axis=-1)  # (n_nodes, S)
         m = jnp.concatenate([jnp.where(ev.valid, 1.0, 0.0), inputs.n_outside])
 
         def node_fit(r, frac):

@@ -1,0 +1,1 @@
+"""Drivers of peer packages (SkyLLH, gammapy) for side-by-side comparisons."""
