@@ -154,6 +154,14 @@ def test_sed_plot(tmp_path, table):
         e, dnde, {"norm": rng.normal(3e-11, 2e-12, 500), "gamma": rng.normal(2.5, 0.04, 500)}
     )
     assert np.all(fit_band.low < fit_band.mid) and np.all(fit_band.mid < fit_band.high)
+    # an ArviZ-style posterior group works as the samples
+    xr = pytest.importorskip("xarray")
+    draws = {"norm": rng.normal(3e-11, 2e-12, (2, 250)), "gamma": rng.normal(2.5, 0.04, (2, 250))}
+    tree = xr.DataTree.from_dict(
+        {"posterior": xr.Dataset({k: (("chain", "draw"), v) for k, v in draws.items()})}
+    )
+    from_tree = band_from_samples(e, dnde, tree.posterior)
+    assert from_tree.mid[0] == pytest.approx(1e6 * 3e-11 * 0.1**-2.5, rel=0.05)
     ax = plot_sed(table, bands=[fit_band, post])
     assert ax.get_xscale() == "log" and len(ax.collections) >= 2
     ax.figure.savefig(tmp_path / "sed.png")
