@@ -161,7 +161,7 @@ def test_sed_plot(tmp_path, table):
         {"posterior": xr.Dataset({k: (("chain", "draw"), v) for k, v in draws.items()})}
     )
     from_tree = band_from_samples(e, dnde, tree.posterior)
-    assert from_tree.mid[0] == pytest.approx(1e6 * 3e-11 * 0.1**-2.5, rel=0.05)
+    assert from_tree.mid[0] == pytest.approx(100.0**2 * 3e-11 * 0.1**-2.5, rel=0.05)
     ax = plot_sed(table, bands=[fit_band, post])
     assert ax.get_xscale() == "log" and len(ax.collections) >= 2
     ax.figure.savefig(tmp_path / "sed.png")
