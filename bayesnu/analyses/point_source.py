@@ -34,7 +34,13 @@ import xarray as xr
 from scipy import stats
 
 from bayesnu.analyses.priors import Prior
-from bayesnu.analyses.ps_inputs import ResponseSettings, SeasonModel, build_inputs, season_models
+from bayesnu.analyses.ps_inputs import (
+    ResponseSettings,
+    SeasonModel,
+    build_inputs,
+    season_models,
+    selection_masks,
+)
 from bayesnu.data.ps_formats import EventTable
 from bayesnu.data.ps_release import PSRelease, Season
 from bayesnu.errors import ConfigError
@@ -257,6 +263,39 @@ def point_source_model(
     _ = season_names
 
 
+@partial(jax.jit, static_argnames=("ns_max",))
+def _profile_gamma(vals: jax.Array, inputs: PSInputs, ns_max: float):
+    """ln Lambda profiled over ns at each spectral index in ``vals``."""
+    return jax.vmap(lambda g: fit_ns_gamma(inputs, ns_max=ns_max, gamma_fixed=g))(vals)
+
+
+@partial(jax.jit, static_argnames=("glo", "ghi", "flux"))
+def _profile_ns(vals: jax.Array, inputs: PSInputs, glo: float, ghi: float, flux: bool):
+    """ln Lambda profiled over gamma at each ns (or Phi0 when ``flux``) in ``vals``."""
+    nodes = jnp.linspace(glo, ghi, max(2, round((ghi - glo) / inputs.dgamma) * 4 + 1))
+
+    def at_gamma(v, g):
+        ns = v * jnp.exp(jax.nn.logsumexp(log_yields(inputs, g))) if flux else v
+        return log_lambda({"ns": ns, "gamma": g}, inputs)
+
+    def prof(v):
+        ll = jax.vmap(lambda g: at_gamma(v, g))(nodes)
+        g = nodes[jnp.argmax(ll)]
+
+        def newton(_, g):
+            d1 = jax.grad(lambda gg: at_gamma(v, gg))(g)
+            d2 = jax.grad(jax.grad(lambda gg: at_gamma(v, gg)))(g)
+            step = jnp.where(d2 < 0, -d1 / jnp.where(d2 < 0, d2, -1.0), 0.0)
+            step = jnp.clip(step, -inputs.dgamma, inputs.dgamma)
+            cand = jnp.clip(g + step, glo, ghi)
+            return jnp.where(at_gamma(v, cand) >= at_gamma(v, g), cand, g)
+
+        g = jax.lax.fori_loop(0, 8, newton, g)
+        return at_gamma(v, g), g
+
+    return jax.vmap(prof)(vals)
+
+
 class PointSourceAnalysis:
     """Time-integrated point-source analysis over any set of seasons.
 
@@ -324,6 +363,10 @@ class PointSourceAnalysis:
             events=events,
             pad_to=pad_to,
         )
+        tables = [m.events for m in self.models] if events is None else list(events)
+        masks = selection_masks(tables, source.ra_rad, source.dec_rad, selection_deg)
+        #: log10 E of the selected events per season, in the order of :attr:`inputs`.
+        self.selected_log10_energy: list[np.ndarray] = [t.log10_energy[m] for t, m in zip(tables, masks)]
         self._fit_fn = jax.jit(
             partial(
                 fit_ns_gamma,
@@ -417,42 +460,16 @@ class PointSourceAnalysis:
         """
         vals = jnp.asarray(np.asarray(values, dtype=float))
         best = self.fit()
-        inputs = self.inputs
         glo, ghi = self.gamma_bounds
-        nodes = jnp.linspace(glo, ghi, max(2, round((ghi - glo) / inputs.dgamma) * 4 + 1))
         if parameter == "gamma":
-            res = jax.vmap(lambda g: fit_ns_gamma(inputs, ns_max=self.ns_max, gamma_fixed=g))(vals)
+            res = _profile_gamma(vals, self.inputs, self.ns_max)
             out = {
                 "values": np.asarray(vals),
                 "log_lambda": np.asarray(res.log_lambda),
                 "ns": np.asarray(res.ns),
             }
         elif parameter in ("ns", "flux_norm"):
-
-            def at_gamma(v, g):
-                if parameter == "ns":
-                    ns = v
-                else:
-                    ns = v * jnp.exp(jax.nn.logsumexp(log_yields(inputs, g)))
-                return log_lambda({"ns": ns, "gamma": g}, inputs)
-
-            def prof(v):
-                ll = jax.vmap(lambda g: at_gamma(v, g))(nodes)
-                k = jnp.argmax(ll)
-                g = nodes[k]
-
-                def newton(_, g):
-                    d1 = jax.grad(lambda gg: at_gamma(v, gg))(g)
-                    d2 = jax.grad(jax.grad(lambda gg: at_gamma(v, gg)))(g)
-                    step = jnp.where(d2 < 0, -d1 / jnp.where(d2 < 0, d2, -1.0), 0.0)
-                    step = jnp.clip(step, -inputs.dgamma, inputs.dgamma)
-                    cand = jnp.clip(g + step, glo, ghi)
-                    return jnp.where(at_gamma(v, cand) >= at_gamma(v, g), cand, g)
-
-                g = jax.lax.fori_loop(0, 8, newton, g)
-                return at_gamma(v, g), g
-
-            ll, gam = jax.jit(jax.vmap(prof))(vals)
+            ll, gam = _profile_ns(vals, self.inputs, glo, ghi, parameter == "flux_norm")
             out = {"values": np.asarray(vals), "log_lambda": np.asarray(ll), "gamma": np.asarray(gam)}
         else:
             raise ConfigError(f"cannot profile {parameter!r}; choose ns, gamma or flux_norm")

@@ -184,6 +184,16 @@ def box_selection(
     return (diff < dra) & (ev_dec > dmin) & (ev_dec < dmax)
 
 
+def selection_masks(
+    events: Sequence[EventTable], src_ra_rad: float, src_dec_rad: float, selection_deg: float | None
+) -> list[np.ndarray]:
+    """Per season, the events :func:`build_inputs` keeps (in the order it stacks them)."""
+    if selection_deg is None:
+        return [np.ones(len(ev), dtype=bool) for ev in events]
+    delta = np.deg2rad(selection_deg)
+    return [box_selection(ev.ra_rad, ev.dec_rad, src_ra_rad, src_dec_rad, delta) for ev in events]
+
+
 def build_inputs(
     models: Sequence[SeasonModel],
     src_ra_rad: float,
@@ -217,13 +227,11 @@ def build_inputs(
     st = models[0].settings
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("ra", "dec", "sigma", "bsp", "er", "season")}
     n_total, n_out, log_yield = [], [], []
+    tables = [m.events for m in models] if events is None else list(events)
+    masks = selection_masks(tables, src_ra_rad, src_dec_rad, selection_deg)
     for s, m in enumerate(models):
-        ev = m.events if events is None else events[s]
+        ev, sel = tables[s], masks[s]
         ra, dec = ev.ra_rad, ev.dec_rad
-        if selection_deg is None:
-            sel = np.ones(len(ev), dtype=bool)
-        else:
-            sel = box_selection(ra, dec, src_ra_rad, src_dec_rad, np.deg2rad(selection_deg))
         sig = m.signal_energy(src_dec_rad)
         sin_dec = np.sin(dec[sel])
         cols["ra"].append(ra[sel])

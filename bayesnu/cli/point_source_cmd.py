@@ -122,6 +122,124 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backend(args: argparse.Namespace) -> dict:
+    if args.scheduler:
+        return {"backend": "dask", "scheduler": args.scheduler}
+    if args.dask:
+        return {"backend": "dask"}
+    return {"backend": "local"}
+
+
+def _trials(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from bayesnu.analyses import ps_frequentist as pf
+
+    ana = build_analysis(args)
+    common = {"seed": args.seed, "batch_size": args.batch_size, **_backend(args)}
+    if args.inject_ns is None and args.inject_flux is None:
+        res = pf.background_trials(ana, args.n, **common)
+    else:
+        res = pf.signal_trials(ana, args.n, ns=args.inject_ns, flux_norm=args.inject_flux,
+                               gamma=args.inject_gamma, **common)  # fmt: skip
+    if args.out:
+        res.save(args.out)
+    ts = res.columns["ts"]
+    out = {
+        "n_trials": res.n_trials,
+        "ts_median": float(np.median(ts)),
+        "ts_q90": float(np.quantile(ts, 0.9)),
+        "fraction_ns_zero": float(np.mean(res.columns["ns"] <= 0)),
+        "trials_per_s": float(res.meta.get("trials_per_s", float("nan"))),
+        "compile_s": float(res.meta.get("compile_s", float("nan"))),
+        "wall_s": float(res.meta.get("wall_s", float("nan"))),
+        "seed": args.seed,
+        "out": args.out,
+    }
+    if "mean_ns_injected" in res.meta:
+        out["mean_ns_injected"] = res.meta["mean_ns_injected"]
+        out["n_injected_mean"] = float(np.mean(res.columns["n_inj"]))
+    if args.json:
+        emit_json(out)
+    else:
+        for k, v in out.items():
+            print(f"{k:>18}: {v}")
+    return 0
+
+
+def _sensitivity(args: argparse.Namespace) -> int:
+    from bayesnu.analyses import ps_frequentist as pf
+
+    ana = build_analysis(args)
+    run = {"batch_size": args.batch_size, **_backend(args)}
+    bg = pf.background_trials(ana, args.n_background, seed=args.seed, **run)
+    sens = pf.sensitivity(ana, bg, gamma=args.inject_gamma, seed=args.seed + 1, n_trials=args.n_signal)
+    out = {"gamma": args.inject_gamma, "n_background": bg.n_trials, "sensitivity": _strength(sens)}
+    for sigma in args.discovery_sigma:
+        dp = pf.discovery_potential(ana, bg, gamma=args.inject_gamma, sigma=sigma, seed=args.seed + 2,
+                                    n_trials=args.n_signal)  # fmt: skip
+        out[f"discovery_{sigma:g}sigma"] = _strength(dp)
+    if args.json:
+        emit_json(out)
+    else:
+        for k, v in out.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def _strength(res) -> dict:
+    return {"ns": res.strength, "ns_err": res.strength_err, "threshold_ts": res.threshold, **res.flux}
+
+
+def _upper_limit(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from bayesnu.analyses import ps_frequentist as pf
+
+    ana = build_analysis(args)
+    kw = {}
+    if args.method == "neyman":
+        kw["n_trials"] = args.n_signal
+    res = pf.upper_limit(ana, method=args.method, cl=args.cl, gamma=args.gamma_fixed, seed=args.seed, **kw)
+    out = res if isinstance(res, dict) else dataclasses.asdict(res)
+    out = {"method": args.method, "cl": args.cl, **{k: v for k, v in out.items() if not k.startswith("_")}}
+    if args.json:
+        emit_json(out)
+    else:
+        for k, v in out.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def _flux_points(args: argparse.Namespace) -> int:
+    from bayesnu.analyses import ps_frequentist as pf
+    from bayesnu.frequentist.flux_points import write_flux_points
+
+    edges = [float(x) for x in args.energy_edges.split(",")]
+    ana = build_analysis(args)
+    table = pf.flux_points(ana, edges, gamma_ref=args.gamma_ref)
+    if args.out:
+        write_flux_points(table, args.out)
+    cols = ["e_min", "e_max", "norm", "norm_errn", "norm_errp", "norm_ul", "ts"]
+    rows = [{c: float(table[c][i].value if hasattr(table[c][i], "value") else table[c][i]) for c in cols}
+            for i in range(len(table))]  # fmt: skip
+    if args.json:
+        emit_json({"out": args.out, "gamma_ref": args.gamma_ref, "rows": rows})
+    else:
+        table[cols].pprint(max_width=-1)
+        if args.out:
+            print(f"-> {args.out}")
+    return 0
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=256, help="trials per vmapped batch")
+    p.add_argument("--dask", action="store_true", help="run batches on a dask LocalCluster")
+    p.add_argument("--scheduler", default=None, help="dask scheduler address (implies --dask)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 def register(verbs: dict[str, argparse._SubParsersAction]) -> None:
     """Add ``fit point-source`` and ``sample point-source``."""
     p = verbs["fit"].add_parser("point-source", help="ML fit of (ns, gamma): TS, flux, Wilks p-value")
@@ -141,3 +259,39 @@ def register(verbs: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--out", default=None, help="write the ArviZ posterior to this netCDF file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_sample)
+    p = verbs["trials"].add_parser(
+        "point-source", help="background (scrambled RA) or signal-injection trials"
+    )
+    add_data_args(p)
+    p.add_argument("--n", type=int, default=10000, help="number of trials")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--inject-ns", type=float, default=None, help="mean injected signal events")
+    g.add_argument("--inject-flux", type=float, default=None,
+                   help="injected Phi0 at E0 [GeV^-1 cm^-2 s^-1]")  # fmt: skip
+    p.add_argument("--inject-gamma", type=float, default=2.0, help="spectral index of the injected signal")
+    p.add_argument("--out", default=None, help="write the trials to this .npz file")
+    _add_run_args(p)
+    p.set_defaults(func=_trials)
+    p = verbs["sensitivity"].add_parser("point-source", help="sensitivity and discovery potential")
+    add_data_args(p)
+    p.add_argument("--inject-gamma", type=float, default=2.0, help="spectral index of the injected signal")
+    p.add_argument("--n-background", type=int, default=10000, help="background trials")
+    p.add_argument("--n-signal", type=int, default=500, help="signal trials per injection point")
+    p.add_argument("--discovery-sigma", type=float, nargs="*", default=[3.0, 5.0])
+    _add_run_args(p)
+    p.set_defaults(func=_sensitivity)
+    p = verbs["upper-limit"].add_parser("point-source", help="upper limit in ns and flux")
+    add_data_args(p)
+    p.add_argument("--method", choices=["wilks", "neyman", "bayes"], default="wilks")
+    p.add_argument("--cl", type=float, default=0.9, help="confidence / credibility level")
+    p.add_argument("--gamma-fixed", type=float, default=None, help="spectral index (default: profiled / 2.0)")
+    p.add_argument("--n-signal", type=int, default=500, help="signal trials per injection point (neyman)")
+    _add_run_args(p)
+    p.set_defaults(func=_upper_limit)
+    p = verbs["flux-points"].add_parser("point-source", help="flux points (gammapy / GADF likelihood SED)")
+    add_data_args(p)
+    p.add_argument("--energy-edges", required=True, help="true-energy edges [GeV], comma-separated")
+    p.add_argument("--gamma-ref", type=float, default=2.0, help="spectral index inside each bin")
+    p.add_argument("--out", default=None, help="write the table (.ecsv or .fits)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_flux_points)

@@ -127,6 +127,7 @@ def build_signal_energy_pdf(
     *,
     e0_gev: float = E0_DEFAULT_GEV,
     e_cut_gev: float | None = None,
+    e_range_gev: tuple[float, float] | None = None,
 ) -> SignalEnergyPDF:
     """Tabulate the signal energy PDF of one season for a source at ``dec_rad``.
 
@@ -142,6 +143,10 @@ def build_signal_energy_pdf(
         Uniform grid of spectral indices.
     e0_gev, e_cut_gev
         Reference and cut-off energy of the flux model [GeV].
+    e_range_gev
+        Restrict the flux to true energies in this range [GeV] (flux points): the
+        flux integral of each true-energy bin is clipped to the range, the bin's
+        detection probability is kept.
     """
     sm = smearing
     dec_edges = np.deg2rad(sm.dec_edges_deg)
@@ -176,9 +181,14 @@ def build_signal_energy_pdf(
     # True-energy weights for each gamma (step 3) and the weighted sums (step 5).
     gammas = np.asarray(gamma_grid, dtype=float)
     pl = PowerLaw(1.0, 0.0, e0_gev=e0_gev, e_cut_gev=e_cut_gev)
+    lo_e, hi_e = enu_edges[:-1], enu_edges[1:]
+    if e_range_gev is not None:
+        lo_e, hi_e = np.clip(lo_e, *e_range_gev), np.clip(hi_e, *e_range_gev)
     flux_bins = np.stack(
-        [np.asarray(pl.with_params(gamma=g).shape_integral(enu_edges[:-1], enu_edges[1:])) for g in gammas]
+        [np.asarray(pl.with_params(gamma=g).shape_integral(lo_e, np.maximum(hi_e, lo_e))) for g in gammas]
     )
+    if e_range_gev is not None and not np.any(flux_bins > 0):
+        raise ConfigError(f"the true-energy range {e_range_gev} GeV lies outside the smearing matrix")
     flux_prob = flux_bins / flux_bins.sum(axis=1, keepdims=True)
     p = flux_prob * det[None, :]
     w = p / p.sum(axis=1, keepdims=True)

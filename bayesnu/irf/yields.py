@@ -50,8 +50,11 @@ def yield_histogram(
     *,
     e0_gev: float = E0_DEFAULT_GEV,
     e_cut_gev: float | None = None,
+    e_range_gev: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Yield per unit Phi0 [events per (GeV^-1 cm^-2 s^-1)] per declination bin and grid gamma.
+
+    ``e_range_gev`` restricts the flux to a true-energy range [GeV].
 
     Returns
     -------
@@ -59,10 +62,13 @@ def yield_histogram(
         ``(n_dec_bins, K)``; zero entries replaced by 1e-10 of the smallest positive one.
     """
     e_edges = 10.0 ** np.asarray(aeff.log10_enu_edges)
+    lo, hi = e_edges[:-1], e_edges[1:]
+    if e_range_gev is not None:
+        lo, hi = np.clip(lo, *e_range_gev), np.clip(hi, *e_range_gev)
     pl = PowerLaw(1.0, 0.0, e0_gev=e0_gev, e_cut_gev=e_cut_gev)
     out = np.empty((aeff.aeff_cm2.shape[0], len(gamma_grid)))
     for k, g in enumerate(gamma_grid):
-        phi = np.asarray(pl.with_params(gamma=float(g)).shape_integral(e_edges[:-1], e_edges[1:]))
+        phi = np.asarray(pl.with_params(gamma=float(g)).shape_integral(lo, np.maximum(hi, lo)))
         h = aeff.aeff_cm2 @ phi
         h = np.where(h == 0, h[h > 0].min() * 1e-10, h)
         out[:, k] = h
@@ -77,11 +83,14 @@ def yield_spline(
     dec_axis: str = "sin_dec",
     e0_gev: float = E0_DEFAULT_GEV,
     e_cut_gev: float | None = None,
+    e_range_gev: tuple[float, float] | None = None,
 ) -> interpolate.RectBivariateSpline:
     """Quadratic interpolating spline of ln Y over (declination axis, gamma); see module doc."""
     if dec_axis not in DEC_AXES:
         raise ConfigError(f"dec_axis must be one of {DEC_AXES}, got {dec_axis!r}")
-    h = yield_histogram(aeff, livetime_s, gamma_grid, e0_gev=e0_gev, e_cut_gev=e_cut_gev)
+    h = yield_histogram(
+        aeff, livetime_s, gamma_grid, e0_gev=e0_gev, e_cut_gev=e_cut_gev, e_range_gev=e_range_gev
+    )
     d = np.deg2rad(aeff.dec_edges_deg)
     x = 0.5 * (np.sin(d[:-1]) + np.sin(d[1:])) if dec_axis == "sin_dec" else 0.5 * (d[:-1] + d[1:])
     return interpolate.RectBivariateSpline(x, np.asarray(gamma_grid), np.log(h), kx=2, ky=2, s=0)
@@ -97,12 +106,14 @@ def log_yield_vs_gamma(
     dec_axis: str = "sin_dec",
     e0_gev: float = E0_DEFAULT_GEV,
     e_cut_gev: float | None = None,
+    e_range_gev: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """ln Y at a fixed source declination, splined over ``gamma_grid``, evaluated at ``eval_gamma``.
 
-    ``eval_gamma`` defaults to ``gamma_grid``.
+    ``eval_gamma`` defaults to ``gamma_grid``; ``e_range_gev`` restricts the flux's true energies.
     """
-    spl = yield_spline(aeff, livetime_s, gamma_grid, dec_axis=dec_axis, e0_gev=e0_gev, e_cut_gev=e_cut_gev)
+    spl = yield_spline(aeff, livetime_s, gamma_grid, dec_axis=dec_axis, e0_gev=e0_gev, e_cut_gev=e_cut_gev,
+                       e_range_gev=e_range_gev)  # fmt: skip
     ev = np.asarray(gamma_grid if eval_gamma is None else eval_gamma, dtype=float)
     return spl(np.full(len(ev), np.sin(dec_rad)), ev, grid=False)
 

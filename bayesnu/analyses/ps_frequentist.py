@@ -1,0 +1,353 @@
+"""Frequentist products of the point-source analysis: trials, p-values, limits, sensitivity, flux points.
+
+Thin wiring of :class:`~bayesnu.analyses.point_source.PointSourceAnalysis` to the
+analysis-independent engines of :mod:`bayesnu.frequentist`, all driven by the same
+likelihood (:mod:`bayesnu.likelihood.pointsource`) through the trial function
+:func:`bayesnu.analyses.ps_trials.ps_trial`::
+
+    bg = background_trials(ana, 10000, seed=1)            # scrambled RA
+    p = pvalue(ana, fit.ts, bg)                           # empirical / tail fit / Wilks
+    ul = upper_limit(ana, method="neyman", cl=0.9)        # ns, Phi0(E0), E0^2 Phi0
+    sens = sensitivity(ana, bg, gamma=2.0)                # 90% over the median background TS
+    table = flux_points(ana, [1e2, 1e3, 1e4, 1e5, 1e6])   # gammapy / GADF SED table
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from astropy.table import Table
+
+from bayesnu.analyses.point_source import PointSourceAnalysis
+from bayesnu.analyses.ps_trials import PSTrialInputs, build_trial_inputs, ps_trial
+from bayesnu.errors import ConfigError
+from bayesnu.flux import PowerLaw
+from bayesnu.frequentist.conversion import FluxConversion
+from bayesnu.frequentist.flux_points import FluxPointBin, FluxPointsProblem, estimate_flux_points
+from bayesnu.frequentist.limits import credible_upper_limit, neyman_upper_limit, profile_upper_limit
+from bayesnu.frequentist.pvalues import PValue
+from bayesnu.frequentist.pvalues import pvalue as _pvalue
+from bayesnu.frequentist.sensitivity import discovery_potential as _discovery
+from bayesnu.frequentist.sensitivity import sensitivity as _sensitivity
+from bayesnu.frequentist.trials import TrialResults, run_trials, signal_sampler
+from bayesnu.irf.energy import build_signal_energy_pdf
+from bayesnu.irf.yields import log_yield_vs_gamma
+from bayesnu.likelihood.pointsource import PSInputs, log_lambda
+
+
+def trial_inputs(ana: PointSourceAnalysis, *, inject: bool = True, n_inj_max: int = 256) -> PSTrialInputs:
+    """Trial inputs of an analysis, cached (see :func:`bayesnu.analyses.ps_trials.build_trial_inputs`)."""
+    cache = ana.__dict__.setdefault("_trial_inputs", {})
+    key = (inject, n_inj_max)
+    if key not in cache:
+        cache[key] = build_trial_inputs(
+            ana.models,
+            ana.source,
+            inject=inject,
+            n_inj_max=n_inj_max,
+            ns_max=ana.ns_max,
+            gamma_bounds=ana.gamma_bounds,
+        )
+    return cache[key]
+
+
+def conversion(ana: PointSourceAnalysis, gamma: float) -> FluxConversion:
+    """ns -> flux conversion at spectral index ``gamma`` (Phi0 at the analysis' E0)."""
+    return FluxConversion(ns_per_norm=math.exp(ana.log_yield_total(gamma)), e0_gev=ana.e0_gev)
+
+
+def _trial_fn(key: jax.Array, data: PSTrialInputs, ns_inj: jax.Array, gamma_inj: jax.Array) -> dict:
+    return ps_trial(key, data, ns_inj, gamma_inj)
+
+
+def background_trials(
+    ana: PointSourceAnalysis,
+    n_trials: int,
+    *,
+    seed: int = 0,
+    batch_size: int = 256,
+    backend: str = "local",
+    scheduler: Any = None,
+    progress: bool | None = None,
+) -> TrialResults:
+    """Background pseudo-experiments (RA scrambled); columns ts, ns, gamma, converged, overflow."""
+    data = replace(trial_inputs(ana, inject=False), injection=None)
+    res = run_trials(
+        _trial_fn,
+        n_trials,
+        seed=seed,
+        inputs=(data, jnp.asarray(0.0), jnp.asarray(2.0)),
+        batch_size=batch_size,
+        backend=backend,
+        scheduler=scheduler,
+        progress=progress,
+        desc="background trials",
+    )
+    _check_overflow(res)
+    return res
+
+
+def signal_trials(
+    ana: PointSourceAnalysis,
+    n_trials: int,
+    *,
+    ns: float | None = None,
+    flux_norm: float | None = None,
+    gamma: float = 2.0,
+    seed: int = 0,
+    batch_size: int = 256,
+    backend: str = "local",
+    scheduler: Any = None,
+    progress: bool | None = None,
+    n_inj_max: int = 256,
+) -> TrialResults:
+    """Signal-injection pseudo-experiments: scrambled data plus signal drawn through the response.
+
+    Give the mean injected signal either as ``ns`` (events, all seasons) or as
+    ``flux_norm`` (Phi0 at E0 [GeV^-1 cm^-2 s^-1], converted with the injector's yield).
+    """
+    if (ns is None) == (flux_norm is None):
+        raise ConfigError("give exactly one of ns= or flux_norm=")
+    data = trial_inputs(ana, inject=True, n_inj_max=n_inj_max)
+    if flux_norm is not None:
+        from bayesnu.irf.injection import expected_counts
+
+        ns = float(jnp.sum(expected_counts(data.injection, PowerLaw(flux_norm, gamma, e0_gev=ana.e0_gev))))
+    res = run_trials(
+        _trial_fn,
+        n_trials,
+        seed=seed,
+        inputs=(data, jnp.asarray(float(ns)), jnp.asarray(float(gamma))),
+        batch_size=batch_size,
+        backend=backend,
+        scheduler=scheduler,
+        progress=progress,
+        desc="signal trials",
+    )
+    _check_overflow(res)
+    res.meta.update({"mean_ns_injected": float(ns), "gamma_injected": float(gamma)})
+    return res
+
+
+def _check_overflow(res: TrialResults) -> None:
+    n_over = int(np.count_nonzero(res.columns["overflow"]))
+    if n_over:
+        raise ConfigError(
+            f"{n_over} of {res.n_trials} trials overflowed their static buffers (selected events or injected "
+            "signal); raise n_inj_max or report this: results would be biased"
+        )
+
+
+def pvalue(ana: PointSourceAnalysis, ts: float, background: TrialResults | np.ndarray) -> PValue:
+    """p-value of an observed TS from background trials (empirical, tail fit beyond)."""
+    bg = background.columns["ts"] if isinstance(background, TrialResults) else np.asarray(background)
+    return _pvalue(ts, background=bg)
+
+
+def _sampler(ana: PointSourceAnalysis, gamma: float, **run: Any):
+    data = trial_inputs(ana, inject=True)
+    return signal_sampler(
+        _trial_fn, (data, jnp.asarray(0.0), jnp.asarray(float(gamma))), strength_index=1, column="ts", **run
+    )
+
+
+def sensitivity(
+    ana: PointSourceAnalysis,
+    background: TrialResults | np.ndarray,
+    *,
+    gamma: float = 2.0,
+    seed: int = 0,
+    beta: float = 0.9,
+    **search: Any,
+):
+    """Sensitivity: the signal for which ``beta`` of signal trials exceed the median background TS.
+
+    Returned in ns and in flux (Phi0 at E0, E0^2 Phi0) for the injected index ``gamma``.
+    ``search`` goes to :func:`bayesnu.frequentist.passing.find_strength` (e.g. ``n_trials``).
+    """
+    bg = background.columns["ts"] if isinstance(background, TrialResults) else np.asarray(background)
+    search.setdefault("strength_init", 5.0)
+    return _sensitivity(
+        _sampler(ana, gamma), bg, seed=seed, beta=beta, conversion=conversion(ana, gamma), **search
+    )
+
+
+def discovery_potential(
+    ana: PointSourceAnalysis,
+    background: TrialResults | np.ndarray,
+    *,
+    gamma: float = 2.0,
+    sigma: float = 5.0,
+    seed: int = 0,
+    **search: Any,
+):
+    """Discovery potential: the signal for which 50% of signal trials exceed the ``sigma`` threshold."""
+    bg = background.columns["ts"] if isinstance(background, TrialResults) else np.asarray(background)
+    search.setdefault("strength_init", 10.0)
+    return _discovery(
+        _sampler(ana, gamma), bg, seed=seed, sigma=sigma, conversion=conversion(ana, gamma), **search
+    )
+
+
+def upper_limit(
+    ana: PointSourceAnalysis,
+    *,
+    method: str = "wilks",
+    cl: float = 0.9,
+    gamma: float | None = None,
+    seed: int = 0,
+    posterior: Any = None,
+    **kwargs: Any,
+):
+    """Upper limit on the signal, in ns and in flux (Phi0 at E0 and E0^2 Phi0).
+
+    Parameters
+    ----------
+    method
+        ``"wilks"``: profile likelihood in ns (gamma profiled, or fixed at ``gamma``),
+        one-sided; ``"neyman"``: from signal trials at spectral index ``gamma``
+        (default 2); ``"bayes"``: the ``cl`` quantile of the posterior of ns
+        (``posterior``: an ArviZ DataTree; sampled with the analysis' priors if absent).
+    cl
+        Confidence / credibility level.
+    gamma
+        Spectral index for the flux conversion and the Neyman injection.
+    """
+    fit = ana.fit(gamma_fixed=gamma)
+    g = fit.gamma if gamma is None else gamma
+    conv = conversion(ana, g if g is not None else 2.0)
+    if method == "wilks":
+
+        def minus_two_log_l(ns: float) -> float:
+            prof = ana.profile("ns", [ns]) if gamma is None else None
+            if prof is not None:
+                return float(-2.0 * prof["log_lambda"][0])
+            return float(-2.0 * ana.log_lambda(ns, gamma))
+
+        return profile_upper_limit(
+            minus_two_log_l, cl, best_fit=fit.ns, scale=max(1.0, fit.ns), conversion=conv
+        )
+    if method == "neyman":
+        gi = 2.0 if gamma is None else gamma
+        conv = conversion(ana, gi)
+        kwargs.setdefault("strength_init", max(3.0, fit.ns))
+        return neyman_upper_limit(
+            fit.ts, cl=cl, sampler=_sampler(ana, gi), seed=seed, conversion=conv, **kwargs
+        )
+    if method == "bayes":
+        post = posterior if posterior is not None else ana.sample(seed=seed, **kwargs)
+        ns = post["posterior"]["ns"].values.ravel()
+        flux = post["posterior"]["flux_norm"].values.ravel()
+        lim = credible_upper_limit(ns, cl)
+        phi = float(np.quantile(flux, cl))
+        return {
+            "upper": lim.upper,
+            "method": "bayes",
+            "cl": cl,
+            "upper_phi0_per_gev_cm2_s": phi,
+            "upper_e2dnde_gev_per_cm2_s": phi * ana.e0_gev**2,
+        }
+    raise ConfigError(f"unknown upper-limit method {method!r}; choose wilks, neyman or bayes")
+
+
+def _bin_inputs(ana: PointSourceAnalysis, e_lo: float, e_hi: float, gamma_ref: float) -> PSInputs:
+    """The analysis inputs with the signal restricted to true energies in [e_lo, e_hi] GeV."""
+    inp = ana.inputs
+    ev = inp.events
+    valid = np.asarray(ev.valid)
+    season = np.asarray(ev.season)
+    er = np.zeros_like(np.asarray(ev.energy_ratio))
+    log_yield = []
+    st = ana.settings
+    for s, m in enumerate(ana.models):
+        sig = build_signal_energy_pdf(
+            m.season.effective_area, m.season.smearing, ana.source.dec_rad, m.log10_e_edges,
+            np.asarray(st.gamma_grid), e0_gev=st.e0_gev, e_cut_gev=st.e_cut_gev, e_range_gev=(e_lo, e_hi),
+        )  # fmt: skip
+        rows = valid & (season == s)
+        dec = np.asarray(ev.dec)[rows]
+        er[rows] = m.energy_ratio(sig, ana.selected_log10_energy[s], np.sin(dec))
+        log_yield.append(
+            log_yield_vs_gamma(
+                m.season.effective_area,
+                m.livetime_s,
+                ana.source.dec_rad,
+                np.asarray(st.gamma_grid),
+                eval_gamma=m.yield_gamma_grid,
+                dec_axis=st.dec_axis,
+                e0_gev=st.e0_gev,
+                e_cut_gev=st.e_cut_gev,
+                e_range_gev=(e_lo, e_hi),
+            )
+        )
+    return replace(
+        inp, events=replace(ev, energy_ratio=jnp.asarray(er)), log_yield=jnp.asarray(np.stack(log_yield))
+    )
+
+
+def _fp_stat(norm: jax.Array, nuisance: jax.Array, data: tuple[PSInputs, jax.Array, jax.Array]) -> jax.Array:
+    inputs, ns_ref, gamma_ref = data
+    return -2.0 * log_lambda({"ns": norm * ns_ref, "gamma": gamma_ref}, inputs)
+
+
+def _fp_npred(norm: jax.Array, nuisance: jax.Array, data: tuple[PSInputs, jax.Array, jax.Array]) -> jax.Array:
+    return norm * data[1]
+
+
+def flux_points(
+    ana: PointSourceAnalysis,
+    energy_edges_gev: Sequence[float],
+    *,
+    gamma_ref: float = 2.0,
+    flux_ref: float | None = None,
+    n_sigma_ul: float = 2.0,
+    progress: bool | None = None,
+) -> Table:
+    """Flux points in true neutrino energy: per bin, the norm of the reference power law restricted to it.
+
+    Parameters
+    ----------
+    energy_edges_gev
+        True-energy bin edges [GeV].
+    gamma_ref
+        Spectral index of the reference model inside every bin (fixed).
+    flux_ref
+        Phi0 of the reference model at E0 [GeV^-1 cm^-2 s^-1]; default: the ML flux
+        at ``gamma_ref`` (or that of one signal event if the fit gives ns = 0).
+    n_sigma_ul
+        Upper limits at Delta(-2 ln L) = n_sigma_ul^2 (gammapy's convention).
+
+    Returns
+    -------
+    astropy.table.Table
+        gammapy / GADF likelihood SED table (see :mod:`bayesnu.frequentist.flux_points`).
+    """
+    edges = np.asarray(energy_edges_gev, dtype=float)
+    if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0) or edges[0] <= 0:
+        raise ConfigError("energy_edges_gev must be at least two increasing positive energies [GeV]")
+    if flux_ref is None:
+        fit = ana.fit(gamma_fixed=gamma_ref)
+        flux_ref = ana.flux_norm(max(fit.ns, 1.0), gamma_ref)
+    ref = PowerLaw(flux_ref, gamma_ref, e0_gev=ana.e0_gev, e_cut_gev=ana.settings.e_cut_gev)
+    bins = []
+    for lo, hi in itertools.pairwise(edges):
+        inp = _bin_inputs(ana, float(lo), float(hi), gamma_ref)
+        from bayesnu.likelihood.pointsource import log_yield_total
+
+        ns_ref = flux_ref * float(jnp.exp(log_yield_total(inp, jnp.asarray(gamma_ref))))
+        bins.append(FluxPointBin(float(lo), float(hi), (inp, jnp.asarray(ns_ref), jnp.asarray(gamma_ref))))
+    problem = FluxPointsProblem(stat=_fp_stat, bins=bins, reference=ref, npred_signal=_fp_npred)
+    table = estimate_flux_points(
+        problem, n_sigma_ul=n_sigma_ul, norm_bounds=(0.0, math.inf), progress=progress
+    )
+    table.meta.update({"source": ana.source.name, "ra_deg": ana.source.ra_deg, "dec_deg": ana.source.dec_deg,
+                       "seasons": ",".join(ana.season_names), "gamma_ref": gamma_ref,
+                       "energy": "true neutrino energy"})  # fmt: skip
+    return table
