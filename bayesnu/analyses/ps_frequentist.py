@@ -297,8 +297,15 @@ def _fp_stat(norm: jax.Array, nuisance: jax.Array, data: tuple[PSInputs, jax.Arr
     return -2.0 * log_lambda({"ns": norm * ns_ref, "gamma": gamma_ref}, inputs)
 
 
-def _fp_npred(norm: jax.Array, nuisance: jax.Array, data: tuple[PSInputs, jax.Array, jax.Array]) -> jax.Array:
+def _fp_npred_signal(
+    norm: jax.Array, nuisance: jax.Array, data: tuple[PSInputs, jax.Array, jax.Array]
+) -> jax.Array:
     return norm * data[1]
+
+
+def _fp_npred(norm: jax.Array, nuisance: jax.Array, data: tuple[PSInputs, jax.Array, jax.Array]) -> jax.Array:
+    # Unbinned likelihood with the background profiled: the expected total is the observed total.
+    return jnp.sum(data[0].n_total) + 0.0 * norm
 
 
 def flux_points(
@@ -342,8 +349,18 @@ def flux_points(
         from bayesnu.likelihood.pointsource import log_yield_total
 
         ns_ref = flux_ref * float(jnp.exp(log_yield_total(inp, jnp.asarray(gamma_ref))))
-        bins.append(FluxPointBin(float(lo), float(hi), (inp, jnp.asarray(ns_ref), jnp.asarray(gamma_ref))))
-    problem = FluxPointsProblem(stat=_fp_stat, bins=bins, reference=ref, npred_signal=_fp_npred)
+        # Every event enters each bin's (unbinned) likelihood: counts = the total event count.
+        bins.append(
+            FluxPointBin(
+                float(lo),
+                float(hi),
+                (inp, jnp.asarray(ns_ref), jnp.asarray(gamma_ref)),
+                counts=float(np.sum(np.asarray(inp.n_total))),
+            )
+        )
+    problem = FluxPointsProblem(
+        stat=_fp_stat, bins=bins, reference=ref, npred=_fp_npred, npred_signal=_fp_npred_signal
+    )
     table = estimate_flux_points(
         problem, n_sigma_ul=n_sigma_ul, norm_bounds=(0.0, math.inf), progress=progress
     )

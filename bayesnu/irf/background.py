@@ -113,7 +113,7 @@ class EnergyBackground:
         """Density per unit log10(E/GeV) at (``log10_e``, ``sin_dec``); zero outside the range."""
         xp = array_namespace(log10_e, sin_dec, self.log10_norm)
         col = self.column(sin_dec)
-        val = 10.0 ** (self.log10_splines(log10_e, index=col) - self.log10_norm[col])
+        val = 10.0 ** (self.log10_splines(log10_e, index=col) - xp.asarray(self.log10_norm)[col])
         inside = (
             (log10_e >= self.log10_e_range[0])
             & (log10_e <= self.log10_e_range[1])

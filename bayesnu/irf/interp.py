@@ -117,7 +117,7 @@ class PiecewisePoly:
     def interval(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Interval index and local coordinate ``t`` for each ``x`` (after clamping if requested)."""
         xp = array_namespace(x, self.breaks)
-        xb = self.breaks
+        xb = xp.asarray(self.breaks)
         xx = xp.clip(x, xb[0], xb[-1]) if self.extrapolate == "clamp" else x
         j = xp.clip(xp.searchsorted(xb, xx, side="right") - 1, 0, xb.shape[0] - 2)
         return j, xx - xb[j]
@@ -137,10 +137,11 @@ class PiecewisePoly:
         xp = array_namespace(x, self.breaks, self.coeffs, index)
         x = xp.asarray(x, dtype=float)
         j, t = self.interval(x)
+        coeffs = xp.asarray(self.coeffs)
         if index is None:
-            c = self.coeffs[..., j, :]  # (..., *x.shape, 4)
+            c = coeffs[..., j, :]  # (..., *x.shape, 4)
         else:
-            c = self.coeffs[index, j, :]
+            c = coeffs[index, j, :]
         val = ((c[..., 3] * t + c[..., 2]) * t + c[..., 1]) * t + c[..., 0]
         if self.extrapolate == "nan":
             val = xp.where((x < self.breaks[0]) | (x > self.breaks[-1]), xp.nan, val)
