@@ -61,6 +61,16 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def report(obj: dict[str, Any], as_json: bool, key_width: int = 18) -> int:
+    """Print ``obj`` as one JSON object (``as_json``) or as ``key: value`` lines; returns 0."""
+    if as_json:
+        emit_json(obj)
+    else:
+        for k, v in obj.items():
+            print(f"{k:>{key_width}}: {v}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the full argument parser (all verbs and registered sub-commands)."""
     parser = argparse.ArgumentParser(

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from bayesnu.cli import emit_json
+from bayesnu.cli import emit_json, report
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -159,12 +159,7 @@ def _trials(args: argparse.Namespace) -> int:
     if "mean_ns_injected" in res.meta:
         out["mean_ns_injected"] = res.meta["mean_ns_injected"]
         out["n_injected_mean"] = float(np.mean(res.columns["n_inj"]))
-    if args.json:
-        emit_json(out)
-    else:
-        for k, v in out.items():
-            print(f"{k:>18}: {v}")
-    return 0
+    return report(out, args.json)
 
 
 def _sensitivity(args: argparse.Namespace) -> int:
@@ -179,12 +174,7 @@ def _sensitivity(args: argparse.Namespace) -> int:
         dp = pf.discovery_potential(ana, bg, gamma=args.inject_gamma, sigma=sigma, seed=args.seed + 2,
                                     n_trials=args.n_signal)  # fmt: skip
         out[f"discovery_{sigma:g}sigma"] = _strength(dp)
-    if args.json:
-        emit_json(out)
-    else:
-        for k, v in out.items():
-            print(f"{k}: {v}")
-    return 0
+    return report(out, args.json)
 
 
 def _strength(res) -> dict:
@@ -203,12 +193,7 @@ def _upper_limit(args: argparse.Namespace) -> int:
     res = pf.upper_limit(ana, method=args.method, cl=args.cl, gamma=args.gamma_fixed, seed=args.seed, **kw)
     out = res if isinstance(res, dict) else dataclasses.asdict(res)
     out = {"method": args.method, "cl": args.cl, **{k: v for k, v in out.items() if not k.startswith("_")}}
-    if args.json:
-        emit_json(out)
-    else:
-        for k, v in out.items():
-            print(f"{k}: {v}")
-    return 0
+    return report(out, args.json)
 
 
 def _flux_points(args: argparse.Namespace) -> int:
