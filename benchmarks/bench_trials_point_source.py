@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--n-skyllh", type=int, default=300)
     ap.add_argument("--skip-skyllh", action="store_true")
     ap.add_argument("--skip-dask", action="store_true")
+    ap.add_argument("--n-ten", type=int, default=2000, help="trials on the 10-season release")
     args = ap.parse_args()
     import bench_point_source as bps  # same folder: the shared, cached data preparation
 
@@ -98,10 +99,17 @@ def main() -> None:
     for label, d, seasons in cases:
         ana = PointSourceAnalysis(load_ps_release(d, seasons, require_smearing=True), SRC)
         for kind, ns_inj in (("background", None), ("signal ns=20", 20.0)):
-            a = ours(ana, args.n, ns_inj, "local")
-            dk = None if args.skip_dask else ours(ana, args.n, ns_inj, "dask")
+            n = args.n if label == "IC40" else args.n_ten
+            a = ours(ana, n, ns_inj, "local")
+            dk = None if args.skip_dask else ours(ana, n, ns_inj, "dask")
             s = None if args.skip_skyllh else skyllh(d, seasons, args.n_skyllh, ns_inj or 0.0)
             rows.append((label, kind, a, dk, s))
+            print(
+                f"[{label} / {kind}] bayesnu {a['trials_per_s']:.0f}/s (compile {a['compile_s']:.1f} s), "
+                f"dask {dk['trials_per_s'] if dk else float('nan'):.0f}/s, "
+                f"SkyLLH {s['trials_per_s'] if s else float('nan'):.1f}/s",
+                flush=True,
+            )
     print(f"\n{'data':<18} {'trials':<13} {'bayesnu/s':>10} {'compile s':>9} {'dask(2)/s':>10} {'SkyLLH/s':>9} "
           f"{'ratio':>7} {'ratio dask':>10}")  # fmt: skip
     for label, kind, a, dk, s in rows:

@@ -58,6 +58,17 @@ def trial_inputs(ana: PointSourceAnalysis, *, inject: bool = True, n_inj_max: in
     return cache[key]
 
 
+def default_batch_size(data: PSTrialInputs, max_elements: float = 2e7) -> int:
+    """Trials per vmapped batch: up to 512, fewer when the scrambled band is large.
+
+    Every trial draws a right ascension for each band event, so a batch holds
+    ``batch x band`` numbers per per-event quantity; this keeps that near ``max_elements``.
+    """
+    band = int(data.band.events.ra.shape[0])
+    size = 2 ** math.floor(math.log2(max(1.0, max_elements / max(band, 1))))
+    return int(min(512, max(8, size)))
+
+
 def conversion(ana: PointSourceAnalysis, gamma: float) -> FluxConversion:
     """ns -> flux conversion at spectral index ``gamma`` (Phi0 at the analysis' E0)."""
     return FluxConversion(ns_per_norm=math.exp(ana.log_yield_total(gamma)), e0_gev=ana.e0_gev)
@@ -72,13 +83,17 @@ def background_trials(
     n_trials: int,
     *,
     seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     backend: str = "local",
     scheduler: Any = None,
     progress: bool | None = None,
 ) -> TrialResults:
-    """Background pseudo-experiments (RA scrambled); columns ts, ns, gamma, converged, overflow."""
+    """Background pseudo-experiments (RA scrambled); columns ts, ns, gamma, converged, overflow.
+
+    ``batch_size`` defaults to :func:`default_batch_size` (bounded by memory).
+    """
     data = replace(trial_inputs(ana, inject=False), injection=None)
+    batch_size = batch_size or default_batch_size(data)
     res = run_trials(
         _trial_fn,
         n_trials,
@@ -102,7 +117,7 @@ def signal_trials(
     flux_norm: float | None = None,
     gamma: float = 2.0,
     seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     backend: str = "local",
     scheduler: Any = None,
     progress: bool | None = None,
@@ -116,6 +131,7 @@ def signal_trials(
     if (ns is None) == (flux_norm is None):
         raise ConfigError("give exactly one of ns= or flux_norm=")
     data = trial_inputs(ana, inject=True, n_inj_max=n_inj_max)
+    batch_size = batch_size or default_batch_size(data)
     if flux_norm is not None:
         from bayesnu.irf.injection import expected_counts
 

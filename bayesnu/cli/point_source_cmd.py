@@ -219,7 +219,9 @@ def _flux_points(args: argparse.Namespace) -> int:
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=256, help="trials per vmapped batch")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="trials per vmapped batch (default: by memory)"
+    )
     p.add_argument("--dask", action="store_true", help="run batches on a dask LocalCluster")
     p.add_argument("--scheduler", default=None, help="dask scheduler address (implies --dask)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
