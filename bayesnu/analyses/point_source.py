@@ -45,7 +45,6 @@ from bayesnu.data.ps_formats import EventTable
 from bayesnu.data.ps_release import PSRelease, Season
 from bayesnu.errors import ConfigError
 from bayesnu.inference.nuts import run_nuts
-from bayesnu.irf.interp import hermite_uniform, parabola_nearest
 from bayesnu.irf.yields import YieldGrid, build_yield_grid
 from bayesnu.likelihood.pointsource import (
     PSInputs,
@@ -191,11 +190,6 @@ def wilks_pvalue(ts: float, dof: int = 1) -> tuple[float, float]:
     p = 1.0 if ts <= 0 else 0.5 * float(stats.chi2.sf(ts, dof))
     sigma = float(stats.norm.isf(p)) if p < 0.5 else 0.0
     return p, sigma
-
-
-def _interp(inputs: PSInputs, table: jax.Array, gamma: jax.Array) -> jax.Array:
-    f = parabola_nearest if inputs.interp == "parabola" else hermite_uniform
-    return f(table, inputs.gamma0, inputs.dgamma, gamma)
 
 
 def _offset_position(ra0: float, dec0: float, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -72,6 +72,9 @@ class PSTrialInputs:
         (``n_outside`` counts every other event).
     er_max
         Largest energy ratio of each band event over the gamma grid.
+    dra_reach
+        Half-width in right ascension [rad] within which each band event, after
+        scrambling, is within reach of the source (from its reach angle and declination).
     spatial_bkg, energy_bkg, signal_energy
         Per-season response tables, used for injected events.
     injection
@@ -91,6 +94,7 @@ class PSTrialInputs:
 
     band: PSInputs
     er_max: jax.Array
+    dra_reach: jax.Array
     spatial_bkg: tuple[SpatialBackground, ...]
     energy_bkg: tuple[EnergyBackground, ...]
     signal_energy: tuple[SignalEnergyPDF, ...]
@@ -106,7 +110,7 @@ class PSTrialInputs:
 
 jax.tree_util.register_dataclass(
     PSTrialInputs,
-    data_fields=["band", "er_max", "spatial_bkg", "energy_bkg", "signal_energy", "injection"],
+    data_fields=["band", "er_max", "dra_reach", "spatial_bkg", "energy_bkg", "signal_energy", "injection"],
     meta_fields=["buffer", "n_inj_max", "ns_max", "gamma_min", "gamma_max", "e0_gev", "node_step"],
 )
 
@@ -161,7 +165,7 @@ def build_trial_inputs(
     if not gamma_bounds[0] < gamma_bounds[1]:
         raise ConfigError(f"gamma bounds inverted: {gamma_bounds}")
     dec_s = source.dec_rad
-    band_events, mean, var = [], 0.0, 0.0
+    band_events, dra_parts, mean, var = [], [], 0.0, 0.0
     for m in models:
         ev = m.events
         sin_dec = ev.sin_dec
@@ -173,12 +177,18 @@ def build_trial_inputs(
         cos_dra = (np.cos(psi[keep]) - np.sin(d) * np.sin(dec_s)) / np.maximum(
             np.cos(d) * np.cos(dec_s), 1e-300
         )
-        p = np.arccos(np.clip(cos_dra, -1.0, 1.0)) / np.pi
+        dra = np.arccos(np.clip(cos_dra, -1.0, 1.0))
+        dra_parts.append(dra)
+        p = dra / np.pi
         mean += float(p.sum())
         var += float(np.sum(p * (1.0 - p)))
         band_events.append(ev.select(keep))
     buffer = int(64 * math.ceil((mean + buffer_sigma * math.sqrt(var) + 32) / 64))
-    band = build_inputs(models, source.ra_rad, dec_s, selection_deg=None, events=band_events)
+    n_keep = sum(len(e) for e in band_events)
+    band = build_inputs(models, source.ra_rad, dec_s, selection_deg=None, events=band_events,
+                        pad_to=int(256 * math.ceil(max(n_keep, 1) / 256)))  # fmt: skip
+    dra_reach = np.zeros(len(band.events))
+    dra_reach[:n_keep] = np.concatenate(dra_parts)
     n_total = np.asarray([m.n_events for m in models], dtype=float)
     n_band = np.asarray([len(e) for e in band_events], dtype=float)
     band = replace(
@@ -195,6 +205,7 @@ def build_trial_inputs(
     return PSTrialInputs(
         band=band,
         er_max=jnp.asarray(np.asarray(band.events.energy_ratio).max(axis=1)),
+        dra_reach=jnp.asarray(dra_reach),
         spatial_bkg=tuple(m.spatial_bkg for m in models),
         energy_bkg=tuple(m.energy_bkg for m in models),
         signal_energy=tuple(m.signal_energy(dec_s) for m in models),
@@ -233,8 +244,10 @@ def _injected_columns(data: PSTrialInputs, key: jax.Array, ns: jax.Array, gamma:
         "bsp": bsp,
         "er": er,
         "season": season,
-        "er_max": jnp.max(er, axis=1),
     }
+    h = haversine(ra, dec, data.band.src_ra, data.band.src_dec)
+    r_sp = rayleigh_pdf_haversine(h, cols["sigma"]) / bsp
+    cols["near"] = r_sp * jnp.max(er, axis=1) > TAU
     return cols, inj.valid, inj.n_requested
 
 
@@ -255,8 +268,11 @@ def pseudo_data(key: jax.Array, data: PSTrialInputs, ns_inj: jax.Array, gamma_in
     band = data.band
     ev = band.events
     ra = jax.random.uniform(k_ra, ev.ra.shape, minval=0.0, maxval=2 * jnp.pi)
+    # Within reach: RA within the event's precomputed half-width (no trigonometry per trial).
+    dra = jnp.abs(ra - band.src_ra)
+    dra = jnp.minimum(dra, 2 * jnp.pi - dra)
     cols = {"ra": ra, "dec": ev.dec, "sigma": ev.sigma, "bsp": ev.bkg_spatial, "er": ev.energy_ratio,
-            "season": ev.season, "er_max": data.er_max}  # fmt: skip
+            "season": ev.season, "near": dra < data.dra_reach}  # fmt: skip
     valid = ev.valid
     n_total = band.n_total
     n_inj = jnp.asarray(0)
@@ -283,12 +299,7 @@ def as_inputs(
     """
     band = data.band
     cols = pd.cols
-    if select:
-        h = haversine(cols["ra"], cols["dec"], band.src_ra, band.src_dec)
-        r_sp = rayleigh_pdf_haversine(h, cols["sigma"]) / cols["bsp"]
-        sel = pd.valid & (r_sp * cols["er_max"] > TAU)
-    else:
-        sel = pd.valid
+    sel = pd.valid & cols["near"] if select else pd.valid
     pos = jnp.cumsum(sel) - 1
     count = jnp.sum(sel)
     # Compact the selected rows: scatter their indices (not the rows) into the buffer, then gather.

@@ -151,15 +151,6 @@ class PiecewisePoly:
 jax.tree_util.register_dataclass(PiecewisePoly, data_fields=["breaks", "coeffs"], meta_fields=["extrapolate"])
 
 
-def _hermite_slopes(values: jax.Array, dx: float) -> jax.Array:
-    """Centred finite-difference slopes along the last axis; one-sided at the ends."""
-    v = values
-    mid = (v[..., 2:] - v[..., :-2]) / (2.0 * dx)
-    first = (v[..., 1:2] - v[..., 0:1]) / dx
-    last = (v[..., -1:] - v[..., -2:-1]) / dx
-    return jnp.concatenate([first, mid, last], axis=-1)
-
-
 def hermite_uniform(values: jax.Array, x0: float, dx: float, x: jax.Array) -> jax.Array:
     """C1 cubic Hermite interpolation of tabulated values on a uniform grid.
 
@@ -183,15 +174,17 @@ def hermite_uniform(values: jax.Array, x0: float, dx: float, x: jax.Array) -> ja
     u = (jnp.asarray(x, dtype=float) - x0) / dx
     k = jnp.clip(jnp.floor(u).astype(jnp.int32), 0, k_max - 1)
     t = u - k
-    slopes = _hermite_slopes(values, dx) * dx
     shape = jnp.broadcast_shapes(values.shape[:-1], jnp.shape(u))
+    kb = jnp.broadcast_to(k, shape)
+    vb = jnp.broadcast_to(values, (*shape, values.shape[-1]))
 
-    def take(a: jax.Array, idx: jax.Array) -> jax.Array:
-        a = jnp.broadcast_to(a, (*shape, a.shape[-1]))
-        return jnp.take_along_axis(a, jnp.broadcast_to(idx, shape)[..., None], axis=-1)[..., 0]
+    def take(idx: jax.Array) -> jax.Array:
+        return jnp.take_along_axis(vb, jnp.clip(idx, 0, k_max)[..., None], axis=-1)[..., 0]
 
-    y0, y1 = take(values, k), take(values, k + 1)
-    m0, m1 = take(slopes, k), take(slopes, k + 1)
+    # Only the four nodes around each point: slopes are centred differences, one-sided at the ends.
+    ym, y0, y1, y2 = take(kb - 1), take(kb), take(kb + 1), take(kb + 2)
+    m0 = jnp.where(kb > 0, 0.5 * (y1 - ym), y1 - y0)
+    m1 = jnp.where(kb + 1 < k_max, 0.5 * (y2 - y0), y1 - y0)
     t2, t3 = t * t, t * t * t
     return (2 * t3 - 3 * t2 + 1) * y0 + (t3 - 2 * t2 + t) * m0 + (-2 * t3 + 3 * t2) * y1 + (t3 - t2) * m1
 

@@ -146,7 +146,8 @@ jax.tree_util.register_dataclass(
 )
 
 
-def _interp(inputs: PSInputs, table: jax.Array, gamma: jax.Array) -> jax.Array:
+def interp_gamma(inputs: PSInputs, table: jax.Array, gamma: jax.Array) -> jax.Array:
+    """Interpolate a table on the inputs' gamma grid (Hermite or SkyLLH's parabola, per ``inputs.interp``)."""
     f = parabola_nearest if inputs.interp == "parabola" else hermite_uniform
     return f(table, inputs.gamma0, inputs.dgamma, gamma)
 
@@ -184,7 +185,7 @@ def event_ratios(
     """Per-event signal-over-background ratio :math:`R_i(\\gamma)`; zero for padding."""
     ev = inputs.events
     r_sp = event_ratios_spatial(inputs, ra, dec)
-    r_e = _interp(inputs, ev.energy_ratio, gamma)
+    r_e = interp_gamma(inputs, ev.energy_ratio, gamma)
     return jnp.where(ev.valid, r_sp * r_e, 0.0)
 
 

@@ -26,12 +26,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from bayesnu.irf.interp import hermite_uniform
 from bayesnu.likelihood.pointsource import (
     ONE_PLUS_ALPHA,
     PSInputs,
     event_ratios,
     event_ratios_spatial,
+    interp_gamma,
     log_lambda,
+    log_lambda_from_ratios,
     season_fractions,
 )
 
@@ -222,12 +225,34 @@ def fit_ns_gamma(
         ns_nodes, val_nodes = jax.vmap(node_fit_interp)(nodes)
     k = jnp.argmax(val_nodes)
     x0 = jnp.stack([ns_nodes[k], nodes[k]])
-    lo = jnp.array([0.0, gamma_min])
-    hi = jnp.array([ns_max, gamma_max])
+    # The maximum lies between the best node's neighbours: polish inside that interval.
+    g_lo = jnp.maximum(gamma_min, nodes[k] - step)
+    g_hi = jnp.minimum(gamma_max, nodes[k] + step)
+    lo = jnp.stack([jnp.asarray(0.0), g_lo])
+    hi = jnp.stack([jnp.asarray(float(ns_max)), g_hi])
     scale_of = lambda x: jnp.array([jnp.maximum(1.0, x[0]), 1.0])  # noqa: E731
 
+    # The spatial ratios do not depend on (ns, gamma): compute them once for the polish.
+    r_sp_fixed = event_ratios_spatial(inputs, ra, dec)
+    valid = inputs.events.valid
+    # A window of the energy-ratio table around the interval (its gradients stay small).
+    # The pieces used need the nodes kb-node_step-1 .. kb+node_step+1, all inside the
+    # window and none on its edges (unless the window edge is the table edge), so the
+    # window's Hermite slopes equal the full table's there.
+    table = inputs.events.energy_ratio
+    n_win = min(2 * node_step + 4, table.shape[-1])
+    kb = jnp.round((nodes[k] - inputs.gamma0) / inputs.dgamma).astype(jnp.int32)
+    start = jnp.clip(kb - node_step - 1, 0, table.shape[-1] - n_win)
+    window = jax.lax.dynamic_slice_in_dim(table, start, n_win, axis=1)
+    win_g0 = inputs.gamma0 + start * inputs.dgamma
+
     def f(x):
-        return log_lambda({"ns": x[0], "gamma": x[1], "ra": ra, "dec": dec}, inputs)
+        if inputs.interp == "parabola":
+            r_e = interp_gamma(inputs, table, x[1])
+        else:
+            r_e = hermite_uniform(window, win_g0, inputs.dgamma, x[1])
+        ratios = jnp.where(valid, r_sp_fixed * r_e, 0.0)
+        return log_lambda_from_ratios(inputs, x[0], season_fractions(inputs, x[1]), ratios)
 
     grad = jax.grad(f)
     hess = jax.hessian(f)
