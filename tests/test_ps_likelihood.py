@@ -228,3 +228,32 @@ def test_interpolants() -> None:
             np.asarray(pp(t)).T if np.asarray(pp(t)).shape[0] == 2 else pp(t), spl(t), rtol=1e-12
         )
         np.testing.assert_allclose(np.asarray(pp(jnp.asarray(t))), np.asarray(pp(t)), rtol=1e-14)
+
+
+def test_hermite_weights_and_analytic_derivatives(inp: PSInputs) -> None:
+    """The fit's closed-form value/gradient/Hessian equal autodiff of ln Lambda."""
+    from bayesnu.irf.interp import hermite_uniform_d2, hermite_weights
+    from bayesnu.likelihood.pointsource import event_ratios_spatial
+    from bayesnu.likelihood.ps_fit import _derivs_hermite
+
+    table = np.asarray(inp.events.energy_ratio)
+    vals = jnp.asarray(np.sin(np.linspace(0, 3, 33)))
+    for g in (0.95, 1.234, 2.0, 3.05, 4.07):
+        w0, w1, w2 = hermite_weights(table.shape[1], 0.9, 0.1, g)
+        np.testing.assert_allclose(table @ np.asarray(w0), hermite_uniform(jnp.asarray(table), 0.9, 0.1, g),
+                                   rtol=1e-12, atol=1e-14)  # fmt: skip
+        v, d1, d2 = hermite_uniform_d2(vals, 0.9, 0.1, g)
+        f = lambda t: hermite_uniform(vals, 0.9, 0.1, t)  # noqa: E731
+        assert float(v) == pytest.approx(float(f(g)), rel=1e-12)
+        assert float(d1) == pytest.approx(float(jax.grad(f)(g)), rel=1e-9, abs=1e-12)
+        assert float(d2) == pytest.approx(float(jax.grad(jax.grad(f))(g)), rel=1e-9, abs=1e-9)
+        assert float(vals @ w1) == pytest.approx(float(d1), rel=1e-9, abs=1e-12)
+        assert float(vals @ w2) == pytest.approx(float(d2), rel=1e-9, abs=1e-9)
+    r_sp = event_ratios_spatial(inp)
+    for ns, g in ((0.0, 2.0), (5.0, 1.73), (20.0, 2.61)):
+        x = jnp.array([ns, g])
+        val, grad, hess = _derivs_hermite(inp, inp.events.energy_ratio, 0.9, r_sp, x)
+        fn = lambda y: log_lambda({"ns": y[0], "gamma": y[1]}, inp)  # noqa: E731
+        assert float(val) == pytest.approx(float(fn(x)), rel=1e-10, abs=1e-12)
+        np.testing.assert_allclose(grad, jax.grad(fn)(x), rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(hess, jax.hessian(fn)(x), rtol=1e-7, atol=1e-9)

@@ -58,8 +58,8 @@ def trial_inputs(ana: PointSourceAnalysis, *, inject: bool = True, n_inj_max: in
     return cache[key]
 
 
-def default_batch_size(data: PSTrialInputs, max_elements: float = 2e7) -> int:
-    """Trials per vmapped batch: up to 512, fewer when the scrambled band is large.
+def default_batch_size(data: PSTrialInputs, max_elements: float = 1e6) -> int:
+    """Trials per vmapped batch: up to 512, fewer when the scrambled band is large (cache-friendly).
 
     Every trial draws a right ascension for each band event, so a batch holds
     ``batch x band`` numbers per per-event quantity; this keeps that near ``max_elements``.

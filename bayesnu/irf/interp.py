@@ -189,6 +189,72 @@ def hermite_uniform(values: jax.Array, x0: float, dx: float, x: jax.Array) -> ja
     return (2 * t3 - 3 * t2 + 1) * y0 + (t3 - 2 * t2 + t) * m0 + (-2 * t3 + 3 * t2) * y1 + (t3 - t2) * m1
 
 
+def hermite_uniform_d2(
+    values: jax.Array, x0: float, dx: float, x: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """:func:`hermite_uniform` with its first and second derivatives in ``x`` (one pass)."""
+    values = jnp.asarray(values)
+    k_max = values.shape[-1] - 1
+    u = (jnp.asarray(x, dtype=float) - x0) / dx
+    k = jnp.clip(jnp.floor(u).astype(jnp.int32), 0, k_max - 1)
+    t = u - k
+    shape = jnp.broadcast_shapes(values.shape[:-1], jnp.shape(u))
+    kb = jnp.broadcast_to(k, shape)
+    vb = jnp.broadcast_to(values, (*shape, values.shape[-1]))
+
+    def take(idx: jax.Array) -> jax.Array:
+        return jnp.take_along_axis(vb, jnp.clip(idx, 0, k_max)[..., None], axis=-1)[..., 0]
+
+    ym, y0, y1, y2 = take(kb - 1), take(kb), take(kb + 1), take(kb + 2)
+    m0 = jnp.where(kb > 0, 0.5 * (y1 - ym), y1 - y0)
+    m1 = jnp.where(kb + 1 < k_max, 0.5 * (y2 - y0), y1 - y0)
+    t2, t3 = t * t, t * t * t
+    v = (2 * t3 - 3 * t2 + 1) * y0 + (t3 - 2 * t2 + t) * m0 + (-2 * t3 + 3 * t2) * y1 + (t3 - t2) * m1
+    d1 = ((6 * t2 - 6 * t) * (y0 - y1) + (3 * t2 - 4 * t + 1) * m0 + (3 * t2 - 2 * t) * m1) / dx
+    d2 = ((12 * t - 6) * (y0 - y1) + (6 * t - 4) * m0 + (6 * t - 2) * m1) / (dx * dx)
+    return v, d1, d2
+
+
+def hermite_weights(n: int, x0: float, dx: float, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Weights ``w`` such that ``table @ w`` is :func:`hermite_uniform` of every row at one ``x``.
+
+    For a scalar ``x`` shared by all rows the interpolation (and its first and second
+    derivatives) is a fixed linear combination of the table's columns: three dense
+    matrix-vector products replace per-row gathers.
+
+    Returns
+    -------
+    tuple of jax.Array
+        ``(w, w1, w2)``, each of shape ``(n,)``, for the value and the first and second
+        derivatives in ``x``.
+    """
+    k_max = n - 1
+    u = (jnp.asarray(x, dtype=float) - x0) / dx
+    k = jnp.clip(jnp.floor(u).astype(jnp.int32), 0, k_max - 1)
+    t = u - k
+    t2, t3 = t * t, t * t * t
+    # Basis functions and their derivatives (per unit of t).
+    h = jnp.stack([2 * t3 - 3 * t2 + 1, t3 - 2 * t2 + t, -2 * t3 + 3 * t2, t3 - t2])
+    h1 = jnp.stack([6 * t2 - 6 * t, 3 * t2 - 4 * t + 1, -6 * t2 + 6 * t, 3 * t2 - 2 * t]) / dx
+    h2 = jnp.stack([12 * t - 6, 6 * t - 4, -12 * t + 6, 6 * t - 2]) / (dx * dx)
+    left = k == 0
+    right = k + 1 == k_max
+
+    def weights(b: jax.Array) -> jax.Array:
+        h00, h10, h01, h11 = b
+        # m0 = (y1 - y_{k-1})/2, or y1 - y0 at the left end;
+        # m1 = (y2 - y0)/2, or y1 - y0 at the right end.
+        c_m = jnp.where(left, 0.0, -0.5 * h10)
+        c_0 = h00 + jnp.where(left, -h10, 0.0) + jnp.where(right, -h11, -0.5 * h11)
+        c_1 = h01 + jnp.where(left, h10, 0.5 * h10) + jnp.where(right, h11, 0.0)
+        c_2 = jnp.where(right, 0.0, 0.5 * h11)
+        idx = jnp.stack([k - 1, k, k + 1, k + 2])
+        vals = jnp.stack([c_m, c_0, c_1, c_2])
+        return jnp.zeros(n).at[jnp.clip(idx, 0, k_max)].add(vals)
+
+    return weights(h), weights(h1), weights(h2)
+
+
 def parabola_nearest(values: jax.Array, x0: float, dx: float, x: jax.Array) -> jax.Array:
     """SkyLLH's grid interpolation: parabola through the nearest grid point and its neighbours.
 

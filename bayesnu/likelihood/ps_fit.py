@@ -21,12 +21,13 @@ under ``vmap`` for pseudo-experiments and over pixels for sky scans:
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from bayesnu.irf.interp import hermite_uniform
+from bayesnu.irf.interp import hermite_uniform_d2, hermite_weights
 from bayesnu.likelihood.pointsource import (
     ONE_PLUS_ALPHA,
     PSInputs,
@@ -37,6 +38,55 @@ from bayesnu.likelihood.pointsource import (
     log_lambda_from_ratios,
     season_fractions,
 )
+
+
+def _derivs_hermite(
+    inputs: PSInputs, window: jax.Array, win_g0: jax.Array, r_sp: jax.Array, x: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """ln Lambda, its gradient and Hessian in (ns, gamma), analytically in one pass.
+
+    With :math:`\\ln\\Lambda = \\sum_i m_i\\ln(1+n_s b_i(\\gamma))`,
+    :math:`b = F_s(r-1)` (events) or :math:`-F_s` (unselected), :math:`F_s = f_s/N_s`:
+    :math:`\\partial_{n_s} = \\sum m b L'`, :math:`\\partial_\\gamma = \\sum m n_s b' L'`,
+    :math:`\\partial^2_{n_s} = \\sum m b^2 L''`,
+    :math:`\\partial_{n_s}\\partial_\\gamma = \\sum m(b' L' + n_s b b' L'')`,
+    :math:`\\partial^2_\\gamma = \\sum m(n_s b'' L' + n_s^2 b'^2 L'')`, :math:`L'=1/(1+\\alpha)`,
+    :math:`L'' = -L'^2`. Valid when SkyLLH's expansion branch cannot be reached.
+    """
+    ns, gamma = x[0], x[1]
+    ev = inputs.events
+    w0, w1, w2 = hermite_weights(window.shape[-1], win_g0, inputs.dgamma, gamma)
+    re, re1, re2 = window @ w0, window @ w1, window @ w2
+    g0 = inputs.gamma0 if inputs.yield_g0 is None else inputs.yield_g0
+    dg = inputs.dgamma if inputs.yield_dg is None else inputs.yield_dg
+    ly, ly1, ly2 = hermite_uniform_d2(inputs.log_yield, g0, dg, gamma)
+    f = jax.nn.softmax(ly)
+    mu1 = jnp.sum(f * ly1)
+    lnf1 = ly1 - mu1
+    lnf2 = ly2 - (jnp.sum(f * (ly2 + ly1 * ly1)) - mu1 * mu1)
+    big_f = f / inputs.n_total
+    big_f1 = big_f * lnf1
+    big_f2 = big_f * (lnf2 + lnf1 * lnf1)
+    s = ev.season
+    r, r1, r2 = r_sp * re, r_sp * re1, r_sp * re2
+    m = jnp.where(ev.valid, 1.0, 0.0)
+    b = big_f[s] * (r - 1.0)
+    b1 = big_f1[s] * (r - 1.0) + big_f[s] * r1
+    b2 = big_f2[s] * (r - 1.0) + 2.0 * big_f1[s] * r1 + big_f[s] * r2
+    # Unselected events of each season: b = -F_s.
+    b = jnp.concatenate([b, -big_f])
+    b1 = jnp.concatenate([b1, -big_f1])
+    b2 = jnp.concatenate([b2, -big_f2])
+    m = jnp.concatenate([m, inputs.n_outside])
+    alpha = ns * b
+    lp = 1.0 / (1.0 + alpha)
+    lpp = -lp * lp
+    val = jnp.sum(m * jnp.log1p(alpha))
+    g = jnp.stack([jnp.sum(m * b * lp), jnp.sum(m * ns * b1 * lp)])
+    h_nn = jnp.sum(m * b * b * lpp)
+    h_ng = jnp.sum(m * (b1 * lp + ns * b * b1 * lpp))
+    h_gg = jnp.sum(m * (ns * b2 * lp + ns * ns * b1 * b1 * lpp))
+    return val, g, jnp.array([[h_nn, h_ng], [h_ng, h_gg]])
 
 
 class PSFit(NamedTuple):
@@ -250,12 +300,23 @@ def fit_ns_gamma(
         if inputs.interp == "parabola":
             r_e = interp_gamma(inputs, table, x[1])
         else:
-            r_e = hermite_uniform(window, win_g0, inputs.dgamma, x[1])
+            r_e = window @ hermite_weights(window.shape[-1], win_g0, inputs.dgamma, x[1])[0]
         ratios = jnp.where(valid, r_sp_fixed * r_e, 0.0)
         return log_lambda_from_ratios(inputs, x[0], season_fractions(inputs, x[1]), ratios)
 
-    grad = jax.grad(f)
-    hess = jax.hessian(f)
+    analytic = inputs.interp != "parabola" and not _needs_expansion(inputs, ns_max)
+    if analytic:
+        value_grad_hess = partial(_derivs_hermite, inputs, window, win_g0, r_sp_fixed)
+
+        def grad(x):
+            return value_grad_hess(x)[1]
+
+        def hess(x):
+            return value_grad_hess(x)[2]
+
+    else:
+        grad = jax.grad(f)
+        hess = jax.hessian(f)
 
     def projected(x, g):
         return jnp.where(((x <= lo) & (g < 0)) | ((x >= hi) & (g > 0)), 0.0, g)
@@ -275,7 +336,11 @@ def fit_ns_gamma(
         gm = jnp.where(free, g, 0.0)
         det = hm[0, 0] * hm[1, 1] - hm[0, 1] * hm[1, 0]
         neg_def = (hm[0, 0] < 0) & (det > 0)
-        newton = -jnp.linalg.solve(jnp.where(neg_def, hm, -jnp.eye(2)), gm)
+        # Newton step -H^{-1} g of the 2x2 system, written out (no batched LAPACK call).
+        safe_det = jnp.where(neg_def, det, 1.0)
+        newton = (
+            -jnp.stack([hm[1, 1] * gm[0] - hm[0, 1] * gm[1], hm[0, 0] * gm[1] - hm[1, 0] * gm[0]]) / safe_det
+        )
         sc = scale_of(x)
         grad_step = gm * sc * sc / (jnp.linalg.norm(gm * sc) + 1e-300) * 0.1
         d = jnp.where(neg_def, newton, grad_step)
