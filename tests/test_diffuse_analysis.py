@@ -122,6 +122,12 @@ def test_nuts_short_run(ana):
     post = dt["posterior"]
     assert post["astro_gamma"].shape == (2, 150)
     assert "n_astro" in post.data_vars and "astro_flux_100tev_per_flavour" in post.data_vars
+    # per-flavour E^2 dN/dE at 100 TeV [GeV cm^-2 s^-1 sr^-1] for every draw
+    norm = np.asarray(post["astro_norm"].values)
+    np.testing.assert_allclose(
+        post["astro_e2dnde_100tev_per_flavour"].values, norm / 3.0 * 1e-18 * (1e5) ** 2, rtol=1e-12
+    )
+    np.testing.assert_allclose(post["astro_flux_100tev_per_flavour"].values, norm / 3.0 * 1e-18, rtol=1e-12)
     g = np.asarray(post["astro_gamma"].values)
     assert 2.0 < g.mean() < 3.8
     dt2 = ana.sample(chains=2, draws=150, warmup=150, seed=3, fixed={"kpi_ratio": 1.0, "nunubar_ratio": 1.0})

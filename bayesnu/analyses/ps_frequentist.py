@@ -9,6 +9,7 @@ likelihood (:mod:`bayesnu.likelihood.pointsource`) through the trial function
     p = pvalue(ana, fit.ts, bg)                           # empirical / tail fit / Wilks
     ul = upper_limit(ana, method="neyman", cl=0.9)        # ns, Phi0(E0), E0^2 Phi0
     sens = sensitivity(ana, bg, gamma=2.0)                # 90% over the median background TS
+    curve = sensitivity_curve(ana, [-60, -30, 0, 30, 60], gamma=2.0, seed=1)  # versus declination
     table = flux_points(ana, [1e2, 1e3, 1e4, 1e5, 1e6])   # gammapy / GADF SED table
 """
 
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from astropy.table import Table
 
-from bayesnu.analyses.point_source import PointSourceAnalysis
+from bayesnu.analyses.point_source import PointSourceAnalysis, Source
 from bayesnu.analyses.ps_trials import PSTrialInputs, build_trial_inputs, ps_trial
 from bayesnu.errors import ConfigError
 from bayesnu.flux import PowerLaw
@@ -34,8 +35,10 @@ from bayesnu.frequentist.flux_points import FluxPointBin, FluxPointsProblem, est
 from bayesnu.frequentist.limits import credible_upper_limit, neyman_upper_limit, profile_upper_limit
 from bayesnu.frequentist.pvalues import PValue
 from bayesnu.frequentist.pvalues import pvalue as _pvalue
+from bayesnu.frequentist.sensitivity import TrialSetup
 from bayesnu.frequentist.sensitivity import discovery_potential as _discovery
 from bayesnu.frequentist.sensitivity import sensitivity as _sensitivity
+from bayesnu.frequentist.sensitivity import sensitivity_curve as _sensitivity_curve
 from bayesnu.frequentist.trials import TrialResults, run_trials, signal_sampler
 from bayesnu.irf.energy import build_signal_energy_pdf
 from bayesnu.irf.yields import log_yield_vs_gamma
@@ -210,6 +213,140 @@ def discovery_potential(
     return _discovery(
         _sampler(ana, gamma), bg, seed=seed, sigma=sigma, conversion=conversion(ana, gamma), **search
     )
+
+
+def sensitivity_curve(
+    ana: PointSourceAnalysis,
+    dec_deg: Sequence[float],
+    *,
+    gamma: float = 2.0,
+    n_background: int = 10000,
+    n_signal: int = 500,
+    discovery_sigmas: Sequence[float] = (3.0, 5.0),
+    ra_deg: float | None = None,
+    seed: int = 0,
+    strength_init: float = 5.0,
+    batch_size: int | None = None,
+    backend: str = "local",
+    scheduler: Any = None,
+    progress: bool | None = None,
+    **search: Any,
+) -> Table:
+    r"""Sensitivity and discovery potentials of the analysis versus source declination.
+
+    At every declination the analysis is moved there with
+    :meth:`~bayesnu.analyses.point_source.PointSourceAnalysis.with_source` (the season
+    models, and so the data, response and background PDFs, are shared; only the event
+    selection and the yields change), ``n_background`` scrambled-RA background trials give
+    the thresholds, and :func:`bayesnu.frequentist.passing.find_strength` finds the
+    signal strengths, as in :func:`sensitivity` and :func:`discovery_potential`. The loop
+    is :func:`bayesnu.frequentist.sensitivity.sensitivity_curve`, with its seed scheme:
+    declination ``i`` uses ``SeedSequence([seed, i, 0])`` for its background trials,
+    ``[seed, i, 1]`` for the sensitivity and ``[seed, i, 2 + j]`` for the ``j``-th
+    discovery potential, so a row does not depend on the other declinations' order or
+    trial counts, and the same ``seed`` gives the same table.
+
+    Parameters
+    ----------
+    ana
+        The analysis (its seasons, response settings, selection and fit ranges are used).
+    dec_deg
+        Source declinations [deg], each in [-90, 90].
+    gamma
+        Spectral index of the injected signal and of the flux conversion.
+    n_background
+        Background trials per declination.
+    n_signal
+        Signal trials per refined injection point (``n_trials`` of ``find_strength``).
+    discovery_sigmas
+        Significances of the discovery potentials (empty for none).
+    ra_deg
+        Right ascension of the test sources [deg] (default: the analysis' source's; with
+        scrambled right ascensions it does not matter for a time-integrated analysis).
+    seed
+        Master seed (see above).
+    strength_init
+        First injected ns of every search (brackets are then doubled or halved).
+    batch_size, backend, scheduler
+        Trial batching and backend, as in :func:`background_trials`.
+    progress
+        Progress bar over declinations.
+    **search
+        Passed to :func:`bayesnu.frequentist.passing.find_strength` (``n_points``,
+        ``model``, ``n_boot``).
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per declination: ``dec_deg`` [deg], ``sin_dec``, ``ts_median``;
+        ``sens_ns``, ``sens_ns_err`` (bootstrap standard error), ``sens_phi0`` and
+        ``sens_phi0_err`` (flux normalisation :math:`\Phi_0` at E0, GeV-1 cm-2 s-1),
+        ``sens_e2dnde`` and ``sens_e2dnde_err`` (:math:`E_0^2\Phi_0`, GeV cm-2 s-1); the
+        same with the prefix ``disc{n}sigma_`` for every discovery potential, plus its
+        threshold ``disc{n}sigma_ts`` and how it was found (``..._ts_method``); and
+        ``ns_per_phi0`` (the detector yield, events per GeV-1 cm-2 s-1). ``meta`` holds
+        ``gamma``, ``e0_gev``, ``seasons``, ``ra_deg``, ``seed``, ``n_background`` and
+        ``n_signal``.
+    """
+    decs = [float(d) for d in dec_deg]
+    if not decs:
+        raise ConfigError("dec_deg is empty: give at least one declination [deg]")
+    ra = ana.source.ra_deg if ra_deg is None else float(ra_deg)
+    for d in decs:
+        Source(ra, d)  # the same checks (finite, inside the sky) as any source, before any trial runs
+    run = {"backend": backend, "scheduler": scheduler}
+    conversions: list[FluxConversion] = []
+
+    def factory(dec: float) -> TrialSetup:
+        at = ana.with_source(Source(ra, dec, f"{ana.source.name or 'source'} at dec {dec:g}"))
+        conv = conversion(at, gamma)
+        conversions.append(conv)
+        # One static batch size for every call of the search (its bracketing calls run
+        # n_signal // 4 trials, at least 50), so the signal trials compile once per declination.
+        n_bracket = max(n_signal // 4, 50)
+        sig_batch = batch_size or min(default_batch_size(trial_inputs(at, inject=True)), n_bracket)
+        sampler = _sampler(at, gamma, batch_size=sig_batch, **run)
+
+        def background(n: int, seed: int) -> np.ndarray:
+            res = background_trials(at, n, seed=seed, batch_size=batch_size, progress=False, **run)
+            return res.columns["ts"]
+
+        return TrialSetup(background=background, signal=sampler, conversion=conv, strength_init=strength_init)
+
+    table = _sensitivity_curve(
+        factory,
+        decs,
+        seed=seed,
+        n_background=n_background,
+        discovery_sigmas=discovery_sigmas,
+        progress=progress,
+        n_trials=n_signal,
+        **search,
+    )
+    table.add_column(np.sin(np.radians(np.asarray(decs))), name="sin_dec", index=1)
+    prefixes = ["sens_"] + [f"disc{s:g}sigma_" for s in discovery_sigmas]
+    for p in prefixes:
+        err = np.asarray(table[p + "ns_err"], dtype=float)
+        phi_err = np.array([float(c.norm(e)) for c, e in zip(conversions, err)])
+        table.add_column(phi_err, name=p + "phi0_err", index=table.colnames.index(p + "phi0") + 1)
+        table[p + "phi0_err"].unit = "GeV-1 cm-2 s-1"
+        table.add_column(
+            phi_err * ana.e0_gev**2, name=p + "e2dnde_err", index=table.colnames.index(p + "e2dnde") + 1
+        )
+        table[p + "e2dnde_err"].unit = "GeV cm-2 s-1"
+    table["ns_per_phi0"] = [float(c.ns_per_norm) for c in conversions]
+    table["ns_per_phi0"].unit = "GeV cm2 s"
+    table.meta.update(
+        {
+            "analysis": "point source",
+            "gamma": float(gamma),
+            "e0_gev": float(ana.e0_gev),
+            "seasons": ",".join(ana.season_names),
+            "ra_deg": ra,
+            "n_signal": int(n_signal),
+        }
+    )
+    return table
 
 
 def upper_limit(

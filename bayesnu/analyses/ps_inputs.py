@@ -26,6 +26,7 @@ from bayesnu.irf.background import (
     build_spatial_background,
 )
 from bayesnu.irf.energy import GAMMA_GRID, SignalEnergyPDF, build_signal_energy_pdf
+from bayesnu.irf.interp import array_namespace
 from bayesnu.irf.yields import log_yield_vs_gamma
 from bayesnu.likelihood.pointsource import PSEvents, PSInputs
 
@@ -161,10 +162,22 @@ class SeasonModel:
         largest float32.
         """
         s = sig.pdf_grid(np.asarray(log10_e))
-        b = self.energy_bkg.pdf(np.asarray(log10_e), np.asarray(sin_dec))[:, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.where(b > 0, s / np.where(b > 0, b, 1.0), s / _RESOLUTION)
-        return np.where(np.isposinf(r), _F32_MAX, r)
+        b = self.energy_bkg.pdf(np.asarray(log10_e), np.asarray(sin_dec))
+        return energy_ratio_values(s, b)
+
+
+def energy_ratio_values(s_grid, b):
+    """S_E/B_E with SkyLLH's conventions (numpy or JAX arrays).
+
+    ``s_grid`` ``(n, K)`` signal densities on the gamma grid, ``b`` ``(n,)`` background
+    densities. A zero background density gives S/(float64 resolution); infinities become
+    the largest float32.
+    """
+    xp = array_namespace(s_grid, b)
+    b = xp.asarray(b)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = xp.where(b > 0, s_grid / xp.where(b > 0, b, 1.0), s_grid / _RESOLUTION)
+    return xp.where(xp.isposinf(r), _F32_MAX, r)
 
 
 def box_selection(

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesnu.analyses.point_source import Source
-from bayesnu.analyses.ps_inputs import SeasonModel, build_inputs
+from bayesnu.analyses.ps_inputs import SeasonModel, build_inputs, energy_ratio_values
 from bayesnu.errors import ConfigError
 from bayesnu.flux import PowerLaw
 from bayesnu.irf.background import EnergyBackground, SpatialBackground
@@ -51,10 +51,6 @@ from bayesnu.irf.injection import InjectionTables, build_tables, sample_signal
 from bayesnu.irf.spatial import haversine, rayleigh_pdf_haversine
 from bayesnu.likelihood.pointsource import PSEvents, PSInputs
 from bayesnu.likelihood.ps_fit import fit_ns_gamma
-
-_RESOLUTION = float(np.finfo(np.float64).resolution)
-_F32_MAX = float(np.finfo(np.float32).max)
-
 
 #: Events whose signal-over-background ratio stays below this at every gamma are
 #: counted with the unselected events (error below ns/N * TAU in ln Lambda).
@@ -129,6 +125,16 @@ def reach_angle(
     return np.minimum(psi * 1.02 + 1e-9, np.pi)
 
 
+def reach_half_width(dec: np.ndarray, psi: np.ndarray, dec_s: float) -> np.ndarray:
+    """Half-width in RA [rad] within which events at ``dec`` are closer than ``psi`` to declination ``dec_s``.
+
+    From :math:`\\cos\\psi = \\sin\\delta\\sin\\delta_s + \\cos\\delta\\cos\\delta_s\\cos\\Delta\\alpha`
+    (all angles in radians; ``pi`` when every RA is within reach, 0 when none is).
+    """
+    cos_dra = (np.cos(psi) - np.sin(dec) * np.sin(dec_s)) / np.maximum(np.cos(dec) * np.cos(dec_s), 1e-300)
+    return np.arccos(np.clip(cos_dra, -1.0, 1.0))
+
+
 def build_trial_inputs(
     models: Sequence[SeasonModel],
     source: Source,
@@ -172,13 +178,9 @@ def build_trial_inputs(
         er = m.energy_ratio(m.signal_energy(dec_s), ev.log10_energy, sin_dec)
         psi = reach_angle(ev.ang_err_rad, m.spatial_bkg.pdf(sin_dec), er.max(axis=1))
         keep = np.abs(ev.dec_rad - dec_s) < psi
-        # Probability that a kept event lands within reach after RA scrambling.
-        d = ev.dec_rad[keep]
-        cos_dra = (np.cos(psi[keep]) - np.sin(d) * np.sin(dec_s)) / np.maximum(
-            np.cos(d) * np.cos(dec_s), 1e-300
-        )
-        dra = np.arccos(np.clip(cos_dra, -1.0, 1.0))
+        dra = reach_half_width(ev.dec_rad[keep], psi[keep], dec_s)
         dra_parts.append(dra)
+        # Probability that a kept event lands within reach after RA scrambling.
         p = dra / np.pi
         mean += float(p.sum())
         var += float(np.sum(p * (1.0 - p)))
@@ -233,9 +235,7 @@ def _injected_columns(data: PSTrialInputs, key: jax.Array, ns: jax.Array, gamma:
         here = season == s
         bsp = jnp.where(here, data.spatial_bkg[s].pdf(sin_dec), bsp)
         sig = data.signal_energy[s].pdf_grid(inj.log10_energy)
-        b = data.energy_bkg[s].pdf(inj.log10_energy, sin_dec)[:, None]
-        r = jnp.where(b > 0, sig / jnp.where(b > 0, b, 1.0), sig / _RESOLUTION)
-        r = jnp.where(jnp.isposinf(r), _F32_MAX, r)
+        r = energy_ratio_values(sig, data.energy_bkg[s].pdf(inj.log10_energy, sin_dec))
         er = jnp.where(here[:, None], r, er)
     cols = {
         "ra": ra,
@@ -297,12 +297,30 @@ def as_inputs(
     With ``select=False`` every valid event is kept (the exact likelihood, for checks).
     Returns the inputs and an overflow flag.
     """
-    band = data.band
     cols = pd.cols
     sel = pd.valid & cols["near"] if select else pd.valid
+    buf, n_sel, count = compact_events(cols, sel, size, pd.n_total.shape[0])
+    inputs = replace(data.band, events=buf, n_total=pd.n_total, n_outside=pd.n_total - n_sel)
+    return inputs, count > size
+
+
+def compact_events(
+    cols: dict[str, jax.Array], sel: jax.Array, size: int, n_seasons: int
+) -> tuple[PSEvents, jax.Array, jax.Array]:
+    """Compact the rows selected by ``sel`` into a static buffer of ``size`` events.
+
+    ``cols`` holds per-event ``ra``, ``dec``, ``sigma``, ``bsp`` (background spatial
+    PDF), ``er`` (energy-ratio table) and ``season``. The selected rows' indices (not
+    the rows) are scattered into the buffer by a prefix sum, then gathered: no sort.
+
+    Returns
+    -------
+    tuple
+        The :class:`PSEvents` buffer, the selected count per season ``(S,)`` and the
+        total selected count (an overflow when larger than ``size``).
+    """
     pos = jnp.cumsum(sel) - 1
     count = jnp.sum(sel)
-    # Compact the selected rows: scatter their indices (not the rows) into the buffer, then gather.
     src = (
         jnp.zeros(size, dtype=jnp.int32)
         .at[jnp.where(sel, pos, size)]
@@ -324,9 +342,8 @@ def as_inputs(
         season=compact(cols["season"], 0),
         valid=in_buf,
     )
-    n_sel = jnp.zeros_like(pd.n_total).at[cols["season"]].add(jnp.where(sel, 1.0, 0.0))
-    inputs = replace(band, events=buf, n_total=pd.n_total, n_outside=pd.n_total - n_sel)
-    return inputs, count > size
+    n_sel = jnp.zeros(n_seasons).at[cols["season"]].add(jnp.where(sel, 1.0, 0.0))
+    return buf, n_sel, count
 
 
 def ps_trial(

@@ -34,7 +34,6 @@ from bayesnu.likelihood.pointsource import (
     event_ratios,
     event_ratios_spatial,
     interp_gamma,
-    log_lambda,
     log_lambda_from_ratios,
     season_fractions,
 )
@@ -98,6 +97,83 @@ class PSFit(NamedTuple):
     ts: jax.Array
     converged: jax.Array
     grad_norm: jax.Array
+
+
+class PSNodes(NamedTuple):
+    """ns profiled at fixed gamma nodes (the first stage of :func:`fit_ns_gamma`).
+
+    Attributes
+    ----------
+    gamma
+        ``(n,)`` spectral indices of the nodes.
+    ns, log_lambda
+        ``(n,)`` profiled ns and ln Lambda at each node.
+    slope, curvature
+        ``(n,)`` first and second derivative of ln Lambda in ns at the profiled ns (the
+        slope is zero unless ns sits on a bound).
+    """
+
+    gamma: jax.Array
+    ns: jax.Array
+    log_lambda: jax.Array
+    slope: jax.Array
+    curvature: jax.Array
+
+
+def _ns_derivs(b: jax.Array, m: jax.Array, ns: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """First and second derivative in ns of sum m L(ns b) (SkyLLH's continuation included)."""
+    _, l1, l2 = _l_derivs(ns * b)
+    return jnp.sum(m * b * l1), jnp.sum(m * b * b * l2)
+
+
+def _log_diff_ndtr(upper: jax.Array, lower: jax.Array) -> jax.Array:
+    """ln(Phi(upper) - Phi(lower)) for upper > lower, accurate in both tails."""
+    # Reflect to the left tail, where log_ndtr is accurate.
+    flip = lower > 0
+    u = jnp.where(flip, -lower, upper)
+    lo = jnp.where(flip, -upper, lower)
+    lu = jax.scipy.special.log_ndtr(u)
+    ll = jax.scipy.special.log_ndtr(lo)
+    return lu + jnp.log1p(-jnp.exp(jnp.minimum(ll - lu, -1e-300)))
+
+
+def log_marginal(nodes: PSNodes, ns_max: float, gamma_min: float, gamma_max: float) -> jax.Array:
+    r"""ln of the likelihood ratio averaged over flat priors on ns and gamma (a Bayes factor).
+
+    .. math::
+
+        \ln B = \ln\frac{1}{n_{s,\max}(\gamma_{\max}-\gamma_{\min})}
+        \int_{\gamma_{\min}}^{\gamma_{\max}}\!\int_0^{n_{s,\max}}
+        \Lambda(n_s, \gamma)\,dn_s\,d\gamma,
+
+    with the ns integral at each node from a second-order expansion of
+    :math:`\ln\Lambda` about the profiled ns (value :math:`v`, slope :math:`a`,
+    curvature :math:`-c`), truncated to the prior range,
+
+    .. math::
+
+        \int_0^{n_{s,\max}} e^{v + a(n-\hat n) - c(n-\hat n)^2/2}\,dn =
+        e^{v + a^2/2c}\sqrt{2\pi/c}\,[\Phi(\sqrt c(n_{s,\max}-m)) - \Phi(-\sqrt c\,m)],
+        \quad m = \hat n + a/c,
+
+    and the gamma integral by the trapezoidal rule over the nodes (one node: gamma fixed,
+    no gamma average). ``ln B`` is exact up to the expansion error; with
+    :math:`\Lambda \equiv 1` it is 0.
+    """
+    c = jnp.maximum(-nodes.curvature, 1e-12)
+    mode = nodes.ns + nodes.slope / c
+    sq = jnp.sqrt(c)
+    log_int = (
+        nodes.log_lambda
+        + 0.5 * nodes.slope**2 / c
+        + 0.5 * jnp.log(2 * jnp.pi / c)
+        + _log_diff_ndtr(sq * (ns_max - mode), -sq * mode)
+    )
+    n = nodes.gamma.shape[0]
+    if n == 1:
+        return log_int[0] - jnp.log(ns_max)
+    w = jnp.full(n, 1.0).at[0].set(0.5).at[-1].set(0.5) * (nodes.gamma[1] - nodes.gamma[0])
+    return jax.nn.logsumexp(log_int, b=w) - jnp.log(ns_max) - jnp.log(gamma_max - gamma_min)
 
 
 def _coefficients(inputs: PSInputs, gamma: jax.Array, ra, dec) -> dict[str, jax.Array]:
@@ -208,6 +284,32 @@ def fit_ns_gamma(
     node_step: int = 2,
     max_polish: int = 30,
 ) -> PSFit:
+    """Maximise :math:`\\ln\\Lambda(n_s, \\gamma)` (see :func:`fit_ns_gamma_nodes`)."""
+    return fit_ns_gamma_nodes(
+        inputs,
+        ns_max=ns_max,
+        gamma_min=gamma_min,
+        gamma_max=gamma_max,
+        gamma_fixed=gamma_fixed,
+        ra=ra,
+        dec=dec,
+        node_step=node_step,
+        max_polish=max_polish,
+    )[0]
+
+
+def fit_ns_gamma_nodes(
+    inputs: PSInputs,
+    *,
+    ns_max: float = 1000.0,
+    gamma_min: float = 1.0,
+    gamma_max: float = 4.0,
+    gamma_fixed: float | None = None,
+    ra: jax.Array | None = None,
+    dec: jax.Array | None = None,
+    node_step: int = 2,
+    max_polish: int = 30,
+) -> tuple[PSFit, PSNodes]:
     """Maximise :math:`\\ln\\Lambda(n_s, \\gamma)` on :math:`[0, n_{s,max}]` x [gamma_min, gamma_max].
 
     Parameters
@@ -232,15 +334,19 @@ def fit_ns_gamma(
     -------
     PSFit
         ns, gamma, ln Lambda, TS, converged flag and final projected-gradient norm.
+    PSNodes
+        The profile stage (ns, ln Lambda and its ns-derivatives at each gamma node; one
+        node when gamma is fixed), e.g. for :func:`log_marginal`.
     """
     if gamma_fixed is not None:
         g = jnp.asarray(gamma_fixed, dtype=float)
-        ns, val = profile_ns(**_coefficients(inputs, g, ra, dec), ns_max=ns_max,
-                             expansion=_needs_expansion(inputs, ns_max))  # fmt: skip
-        d1 = jax.grad(lambda n: log_lambda({"ns": n, "gamma": g, "ra": ra, "dec": dec}, inputs))(ns)
+        coef = _coefficients(inputs, g, ra, dec)
+        ns, val = profile_ns(**coef, ns_max=ns_max, expansion=_needs_expansion(inputs, ns_max))
+        d1, d2 = _ns_derivs(coef["b"], coef["m"], ns)
         proj = jnp.where(((ns <= 0) & (d1 < 0)) | ((ns >= ns_max) & (d1 > 0)), 0.0, d1)
         conv = jnp.abs(proj) * (1.0 + ns) < 1e-6
-        return PSFit(ns, g, val, 2.0 * jnp.sign(ns) * val, conv, jnp.abs(proj))
+        one = PSNodes(g[None], ns[None], val[None], d1[None], d2[None])
+        return PSFit(ns, g, val, 2.0 * jnp.sign(ns) * val, conv, jnp.abs(proj)), one
 
     if not gamma_min < gamma_max:
         raise ValueError(f"gamma bounds inverted: gamma_min={gamma_min} >= gamma_max={gamma_max}")
@@ -263,16 +369,19 @@ def fit_ns_gamma(
         def node_fit(r, frac):
             b_ev = frac[ev.season] * (r - 1.0) / inputs.n_total[ev.season]
             b = jnp.concatenate([jnp.where(ev.valid, b_ev, 0.0), -frac / inputs.n_total])
-            return profile_ns(b, m, ns_max, expansion=_needs_expansion(inputs, ns_max))
+            ns, val = profile_ns(b, m, ns_max, expansion=_needs_expansion(inputs, ns_max))
+            return ns, val, *_ns_derivs(b, m, ns)
 
-        ns_nodes, val_nodes = jax.vmap(node_fit)(r_nodes, frac_nodes)
+        ns_nodes, val_nodes, d1_nodes, d2_nodes = jax.vmap(node_fit)(r_nodes, frac_nodes)
     else:
 
         def node_fit_interp(g):
-            return profile_ns(**_coefficients(inputs, g, ra, dec), ns_max=ns_max,
-                              expansion=_needs_expansion(inputs, ns_max))  # fmt: skip
+            coef = _coefficients(inputs, g, ra, dec)
+            ns, val = profile_ns(**coef, ns_max=ns_max, expansion=_needs_expansion(inputs, ns_max))
+            return ns, val, *_ns_derivs(coef["b"], coef["m"], ns)
 
-        ns_nodes, val_nodes = jax.vmap(node_fit_interp)(nodes)
+        ns_nodes, val_nodes, d1_nodes, d2_nodes = jax.vmap(node_fit_interp)(nodes)
+    node_res = PSNodes(nodes, ns_nodes, val_nodes, d1_nodes, d2_nodes)
     k = jnp.argmax(val_nodes)
     x0 = jnp.stack([ns_nodes[k], nodes[k]])
     # The maximum lies between the best node's neighbours: polish inside that interval.
@@ -365,4 +474,4 @@ def fit_ns_gamma(
     xf, ff, gf, _ = jax.lax.while_loop(cond, body, (x0, f(x0), grad(x0), jnp.asarray(0)))
     gn = jnp.where(xf[0] > 0, gnorm(xf, gf), 0.0)
     conv = gn <= 1e-5 * (1.0 + jnp.abs(ff))
-    return PSFit(xf[0], xf[1], ff, 2.0 * jnp.sign(xf[0]) * ff, conv, gn)
+    return PSFit(xf[0], xf[1], ff, 2.0 * jnp.sign(xf[0]) * ff, conv, gn), node_res

@@ -50,6 +50,8 @@ CONV_PIVOT_GEV = 2020.0
 PROMPT_PIVOT_GEV = 7887.0
 #: Unit of astro_norm: six-neutrino flux per 1e-18 GeV^-1 cm^-2 s^-1 sr^-1, divided over 6 species.
 ASTRO_UNIT_PER_SPECIES = 1.0e-18 / 6.0
+#: astro_norm -> per-flavour (nu + nubar) flux at 100 TeV [GeV^-1 cm^-2 s^-1 sr^-1].
+ASTRO_UNIT_PER_FLAVOUR = 1.0e-18 / 3.0
 
 COMPONENT_NAMES: tuple[str, ...] = ("astro", "conv", "prompt", "muon")
 
@@ -164,14 +166,17 @@ def _prior_distribution(p: Prior) -> dist.Distribution:
 
 
 def diffuse(inputs: DiffuseInputs, fixed: dict[str, float] | None = None) -> None:
-    """NumPyro model of the HESE-style diffuse fit.
+    r"""NumPyro model of the HESE-style diffuse fit.
 
     Every parameter not in ``fixed`` is drawn from its prior (Gaussian priors as
     truncated normals on their bounds, flat priors as uniform or improper-uniform
     densities on their bounds); the binned likelihood enters as a factor. Deterministic
     sites: expected events of each component summed over all bins (``n_astro``,
-    ``n_conv``, ``n_prompt``, ``n_muon``) and the per-flavour (nu + nubar) astrophysical
-    flux at 100 TeV ``astro_flux_100tev_per_flavour`` [GeV^-1 cm^-2 s^-1 sr^-1].
+    ``n_conv``, ``n_prompt``, ``n_muon``), the per-flavour (nu + nubar) astrophysical
+    flux at 100 TeV ``astro_flux_100tev_per_flavour`` [GeV^-1 cm^-2 s^-1 sr^-1]
+    (``astro_norm / 3 * 1e-18``) and the per-flavour :math:`E^2\,dN/dE` at 100 TeV
+    ``astro_e2dnde_100tev_per_flavour`` [GeV cm^-2 s^-1 sr^-1]
+    (``astro_norm / 3 * 1e-18 * (1e5)^2``).
     """
     fixed = fixed or {}
     priors = dict(inputs.priors)
@@ -187,7 +192,9 @@ def diffuse(inputs: DiffuseInputs, fixed: dict[str, float] | None = None) -> Non
     numpyro.factor("loglike", binned_loglike(inputs.counts, mu, s2, inputs.has_mc, inputs.likelihood))
     for comp in COMPONENT_NAMES:
         numpyro.deterministic(f"n_{comp}", jnp.sum(w[comp]))
-    numpyro.deterministic("astro_flux_100tev_per_flavour", theta["astro_norm"] * 1.0e-18 / 3.0)
+    per_flavour = theta["astro_norm"] * ASTRO_UNIT_PER_FLAVOUR
+    numpyro.deterministic("astro_flux_100tev_per_flavour", per_flavour)
+    numpyro.deterministic("astro_e2dnde_100tev_per_flavour", per_flavour * ASTRO_PIVOT_GEV**2)
 
 
 def build_inputs(

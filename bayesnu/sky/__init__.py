@@ -1,0 +1,1 @@
+"""Sky maps, all-sky scans and spatial priors."""
