@@ -243,8 +243,9 @@ def sensitivity_curve(
     is :func:`bayesnu.frequentist.sensitivity.sensitivity_curve`, with its seed scheme:
     declination ``i`` uses ``SeedSequence([seed, i, 0])`` for its background trials,
     ``[seed, i, 1]`` for the sensitivity and ``[seed, i, 2 + j]`` for the ``j``-th
-    discovery potential, so a row does not depend on the other declinations' order or
-    trial counts, and the same ``seed`` gives the same table.
+    discovery potential: the same ``seed`` and grid give the same table, and row ``i``
+    depends only on its declination, its position ``i`` and the trial settings (not on
+    the other declinations).
 
     Parameters
     ----------

@@ -164,17 +164,92 @@ def _trials(args: argparse.Namespace) -> int:
 
 def _sensitivity(args: argparse.Namespace) -> int:
     from bayesnu.analyses import ps_frequentist as pf
+    from bayesnu.errors import ConfigError
 
+    if args.dec_grid is not None:
+        return _sensitivity_curve(args)
+    if args.plot or args.out:
+        raise ConfigError("--plot and --out write a sensitivity curve: give --dec-grid too")
+    if args.dec is None:
+        raise ConfigError("give the source declination (--dec DEG) or a grid (--dec-grid -60,-30,0,30,60)")
     ana = build_analysis(args)
     run = {"batch_size": args.batch_size, **_backend(args)}
     bg = pf.background_trials(ana, args.n_background, seed=args.seed, **run)
-    sens = pf.sensitivity(ana, bg, gamma=args.inject_gamma, seed=args.seed + 1, n_trials=args.n_signal)
+    sens = pf.sensitivity(
+        ana, bg, gamma=args.inject_gamma, seed=args.seed + 1, n_trials=args.n_signal, n_boot=args.n_boot
+    )
     out = {"gamma": args.inject_gamma, "n_background": bg.n_trials, "sensitivity": _strength(sens)}
     for sigma in args.discovery_sigma:
         dp = pf.discovery_potential(ana, bg, gamma=args.inject_gamma, sigma=sigma, seed=args.seed + 2,
-                                    n_trials=args.n_signal)  # fmt: skip
+                                    n_trials=args.n_signal, n_boot=args.n_boot)  # fmt: skip
         out[f"discovery_{sigma:g}sigma"] = _strength(dp)
     return report(out, args.json)
+
+
+def _dec_grid(text: str) -> list[float]:
+    from bayesnu.errors import ConfigError
+
+    try:
+        decs = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        decs = []
+    if not decs:
+        raise ConfigError(
+            f"--dec-grid {text!r}: give comma-separated declinations [deg], e.g. -60,-30,0,30,60"
+        )
+    return decs
+
+
+def _sensitivity_curve(args: argparse.Namespace) -> int:
+    """``--dec-grid``: sensitivity and discovery potentials versus declination (table, plot)."""
+    from bayesnu.analyses import ps_frequentist as pf
+    from bayesnu.data.atomic import atomic_path
+
+    decs = _dec_grid(args.dec_grid)
+    if args.dec is None:
+        args.dec = decs[0]
+    ana = build_analysis(args)
+    table = pf.sensitivity_curve(
+        ana,
+        decs,
+        gamma=args.inject_gamma,
+        n_background=args.n_background,
+        n_signal=args.n_signal,
+        discovery_sigmas=args.discovery_sigma,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        n_boot=args.n_boot,
+        progress=False if args.json else None,
+        **_backend(args),
+    )
+    if args.out:
+        out = Path(args.out)
+        with atomic_path(out, suffix=out.suffix) as tmp:
+            table.write(tmp, format="ascii.ecsv" if out.suffix != ".fits" else "fits", overwrite=True)
+    if args.plot:
+        from bayesnu.plotting.sensitivity import plot_sensitivity_curve
+
+        plot_sensitivity_curve(table, path=args.plot)
+    numeric = [c for c in table.colnames if c != "dec_deg" and table[c].dtype.kind == "f"]
+    rows = [{"dec_deg": float(r["dec_deg"]), **{c: float(r[c]) for c in numeric}} for r in table]
+    out = {
+        "gamma": args.inject_gamma,
+        "e0_gev": ana.e0_gev,
+        "n_background": args.n_background,
+        "n_signal": args.n_signal,
+        "seed": args.seed,
+        "rows": rows,
+        "out": args.out,
+        "plot": args.plot,
+    }
+    if args.json:
+        emit_json(out)
+        return 0
+    table[["dec_deg", "sens_ns", "sens_ns_err", "sens_e2dnde", "sens_e2dnde_err"]].pprint(max_width=-1)
+    for path in (args.out, args.plot):
+        if path:
+            print(f"-> {path}")
+    return 0
 
 
 def _strength(res) -> dict:
@@ -265,6 +340,17 @@ def register(verbs: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--n-background", type=int, default=10000, help="background trials")
     p.add_argument("--n-signal", type=int, default=500, help="signal trials per injection point")
     p.add_argument("--discovery-sigma", type=float, nargs="*", default=[3.0, 5.0])
+    p.add_argument("--dec-grid", default=None, help="comma-separated declinations [deg]: a sensitivity curve")
+    p.add_argument("--n-boot", type=int, default=100, help="bootstrap replicas per passing-fraction fit")
+    p.add_argument("--out", default=None, help="write the curve table here (.ecsv or .fits; --dec-grid)")
+    p.add_argument(
+        "--plot", default=None, help="write the sensitivity-curve plot here (.png, .pdf; --dec-grid)"
+    )
+    for action in p._actions:  # --dec is optional here: --dec-grid replaces it
+        if action.dest == "dec":
+            action.required = False
+            action.default = None
+            action.help = "source declination [deg] (or --dec-grid)"
     _add_run_args(p)
     p.set_defaults(func=_sensitivity)
     p = verbs["upper-limit"].add_parser("point-source", help="upper limit in ns and flux")

@@ -186,7 +186,8 @@ class HESEMonteCarlo:
         )
 
 
-def _load_json(path: Path) -> dict:
+def load_json_object(path: Path) -> dict:
+    """Parse a JSON file whose top level is an object (errors name the file, line and fix)."""
     if not path.exists():
         raise DataFormatError(
             "file not found", path=path, fix="check the path (the release's files are named HESE_*.json)"
@@ -211,7 +212,7 @@ def _load_json(path: Path) -> dict:
     return obj
 
 
-def _line_of_key(path: Path, key: str) -> int | None:
+def json_key_line(path: Path, key: str) -> int | None:
     """1-based line where ``"key"`` first appears in ``path`` (None if unknown)."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -231,7 +232,7 @@ def _column(path: Path, obj: dict, name: str) -> np.ndarray:
             fix=f"add the list {name!r} with one value per event",
         )
     values = obj[name]
-    line = _line_of_key(path, name)
+    line = json_key_line(path, name)
     if not isinstance(values, list):
         raise DataFormatError(
             f"value is a JSON {type(values).__name__}, not a list",
@@ -285,7 +286,7 @@ def _check(path: Path, obj: dict, name: str, arr: np.ndarray, ok: np.ndarray, wh
         raise DataFormatError(
             f"element {i} is {arr[i]!r}: {what} ({int(np.count_nonzero(~ok))} elements fail)",
             path=path,
-            line=_line_of_key(path, name),
+            line=json_key_line(path, name),
             field=name,
             fix=fix,
         )
@@ -359,7 +360,7 @@ def read_hese_data(path: str | Path) -> HESEData:
         out of its domain (message names file, line, field and element).
     """
     path = Path(path)
-    obj = _load_json(path)
+    obj = load_json_object(path)
     cols = {name: _column(path, obj, name) for name in DATA_FIELDS}
     _check_lengths(path, cols)
     _validate_observables(path, obj, cols)
@@ -411,7 +412,7 @@ def read_hese_mc(source: str | Path | Sequence[str | Path]) -> HESEMonteCarlo:
     where: dict[str, Path] = {}
     raw: dict[str, tuple[Path, dict]] = {}
     for path in paths:
-        obj = _load_json(path)
+        obj = load_json_object(path)
         for name in obj:
             if name in MC_FIELDS:
                 arr = _column(path, obj, name)
@@ -419,7 +420,7 @@ def read_hese_mc(source: str | Path | Sequence[str | Path]) -> HESEMonteCarlo:
                     raise DataFormatError(
                         f"field also given in {where[name]} with different values",
                         path=path,
-                        line=_line_of_key(path, name),
+                        line=json_key_line(path, name),
                         field=name,
                         fix="keep each field in one file",
                     )

@@ -88,6 +88,10 @@ def _derivs_hermite(
     return val, g, jnp.array([[h_nn, h_ng], [h_ng, h_gg]])
 
 
+#: Largest number of step halvings in the polish's line search.
+_MAX_HALVINGS = 12
+
+
 class PSFit(NamedTuple):
     """Result of :func:`fit_ns_gamma` (JAX scalars)."""
 
@@ -416,16 +420,10 @@ def fit_ns_gamma_nodes(
     analytic = inputs.interp != "parabola" and not _needs_expansion(inputs, ns_max)
     if analytic:
         value_grad_hess = partial(_derivs_hermite, inputs, window, win_g0, r_sp_fixed)
-
-        def grad(x):
-            return value_grad_hess(x)[1]
-
-        def hess(x):
-            return value_grad_hess(x)[2]
-
     else:
-        grad = jax.grad(f)
-        hess = jax.hessian(f)
+
+        def value_grad_hess(x):
+            return f(x), jax.grad(f)(x), jax.hessian(f)(x)
 
     def projected(x, g):
         return jnp.where(((x <= lo) & (g < 0)) | ((x >= hi) & (g > 0)), 0.0, g)
@@ -434,12 +432,11 @@ def fit_ns_gamma_nodes(
         return jnp.linalg.norm(projected(x, g) * scale_of(x))
 
     def cond(state):
-        x, fx, g, it = state
+        x, fx, g, _, it = state
         return (it < max_polish) & (gnorm(x, g) > 1e-7 * (1.0 + jnp.abs(fx))) & (x[0] > 0)
 
     def body(state):
-        x, fx, g, it = state
-        h = hess(x)
+        x, fx, g, h, it = state
         free = ~(((x <= lo) & (g < 0)) | ((x >= hi) & (g > 0)))
         hm = jnp.where(free[:, None] & free[None, :], h, -jnp.eye(2))
         gm = jnp.where(free, g, 0.0)
@@ -453,10 +450,14 @@ def fit_ns_gamma_nodes(
         sc = scale_of(x)
         grad_step = gm * sc * sc / (jnp.linalg.norm(gm * sc) + 1e-300) * 0.1
         d = jnp.where(neg_def, newton, grad_step)
+        # Newton decrement: the predicted gain is below the rounding of ln Lambda, so a
+        # line search could not tell better from worse (and under vmap would keep every
+        # lane halving): take the better of x and x + d and stop.
+        tiny = neg_def & (0.5 * jnp.dot(gm, d) <= 1e-13 * (1.0 + jnp.abs(fx)))
 
         def ls_cond(s):
             _, _, fc, n = s
-            return (fc <= fx) & (n < 30)
+            return (fc <= fx) & (n < _MAX_HALVINGS)
 
         def ls_body(s):
             t, _, _, n = s
@@ -464,14 +465,16 @@ def fit_ns_gamma_nodes(
             return 0.5 * t, cand, f(cand), n + 1
 
         cand0 = jnp.clip(x + d, lo, hi)
-        _, cand, fc, _ = jax.lax.while_loop(ls_cond, ls_body, (0.5, cand0, f(cand0), jnp.asarray(0)))
+        n0 = jnp.where(tiny, _MAX_HALVINGS, 0)
+        _, cand, fc, _ = jax.lax.while_loop(ls_cond, ls_body, (0.5, cand0, f(cand0), n0))
         better = fc > fx
         x_new = jnp.where(better, cand, x)
-        f_new = jnp.where(better, fc, fx)
-        # No ascent possible: stop by forcing the counter to its limit.
-        return x_new, f_new, grad(x_new), jnp.where(better, it + 1, max_polish)
+        f_new, g_new, h_new = value_grad_hess(x_new)
+        # No ascent possible (or none measurable): stop by forcing the counter to its limit.
+        return x_new, f_new, g_new, h_new, jnp.where(better & ~tiny, it + 1, max_polish)
 
-    xf, ff, gf, _ = jax.lax.while_loop(cond, body, (x0, f(x0), grad(x0), jnp.asarray(0)))
+    f0, g0, h0 = value_grad_hess(x0)
+    xf, ff, gf, _, _ = jax.lax.while_loop(cond, body, (x0, f0, g0, h0, jnp.asarray(0)))
     gn = jnp.where(xf[0] > 0, gnorm(xf, gf), 0.0)
     conv = gn <= 1e-5 * (1.0 + jnp.abs(ff))
     return PSFit(xf[0], xf[1], ff, 2.0 * jnp.sign(xf[0]) * ff, conv, gn), node_res

@@ -4,7 +4,12 @@ See ``docs/diffuse.rst`` for every formula. Main entry point: :class:`DiffuseAna
 """
 
 from bayesnu.analyses.diffuse.analysis import DiffuseAnalysis, DiffuseFit, SelectionSummary
-from bayesnu.analyses.diffuse.binning import DiffuseBinning, MorphologyBinning, hese_binning
+from bayesnu.analyses.diffuse.binning import (
+    DiffuseBinning,
+    MorphologyBinning,
+    energy_zenith_binning,
+    hese_binning,
+)
 from bayesnu.analyses.diffuse.model import DiffuseInputs, diffuse, log_density, log_likelihood
 from bayesnu.analyses.diffuse.params import PARAMETER_NAMES, PARAMETERS, Prior, resolve_priors
 
@@ -19,6 +24,7 @@ __all__ = [
     "Prior",
     "SelectionSummary",
     "diffuse",
+    "energy_zenith_binning",
     "hese_binning",
     "log_density",
     "log_likelihood",

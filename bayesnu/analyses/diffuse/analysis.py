@@ -35,6 +35,7 @@ from bayesnu.analyses.diffuse.params import (
     Prior,
     resolve_priors,
 )
+from bayesnu.data.binned_sample import BinnedSample
 from bayesnu.data.hese import (
     HESE_LIVETIME_S,
     HESECuts,
@@ -241,6 +242,44 @@ class DiffuseAnalysis:
     ) -> DiffuseAnalysis:
         """Read ``HESE_data.json`` and the MC (directory or files) and build the analysis."""
         return cls(read_hese_data(data_path), read_hese_mc(mc), **kwargs)
+
+    @classmethod
+    def from_binned_sample(
+        cls,
+        sample: BinnedSample,
+        binning: DiffuseBinning,
+        *,
+        cuts: HESECuts | None = None,
+        **kwargs: Any,
+    ) -> DiffuseAnalysis:
+        """Analysis of a generic binned sample (:func:`bayesnu.data.binned_sample.read_binned_sample`).
+
+        Parameters
+        ----------
+        sample
+            Data, MC and livetime of the sample.
+        binning
+            Analysis binning (e.g.
+            :func:`~bayesnu.analyses.diffuse.binning.energy_zenith_binning`).
+        cuts
+            Event selection; default: the binning's reconstructed-energy range and no
+            length cut (events outside the bins are reported, not fitted).
+        **kwargs
+            Further arguments of :class:`DiffuseAnalysis` (``likelihood``, ``priors``,
+            ``fixed``). The HESE detector splines do not apply to other samples: the
+            detector parameters stay at nominal.
+        """
+        if kwargs.get("spline_dir") is not None:
+            raise ConfigError(
+                "spline_dir holds the HESE release's detector tables; they do not apply to "
+                f"the sample {sample.name!r} (leave it unset: detector parameters stay at nominal)"
+            )
+        if "livetime_s" in kwargs:
+            raise ConfigError("the livetime comes with the sample (BinnedSample.livetime_s)")
+        edges = np.asarray(binning.energy_edges_gev, dtype=float)
+        if cuts is None:
+            cuts = HESECuts(emin_gev=float(edges[0]), emax_gev=float(edges[-1]), lmin_m=0.0, lmax_m=math.inf)
+        return cls(sample.data, sample.mc, binning=binning, cuts=cuts, livetime_s=sample.livetime_s, **kwargs)
 
     @property
     def likelihood(self) -> str:

@@ -166,3 +166,35 @@ def hese_binning(
         ),
         label="hese",
     )
+
+
+def energy_zenith_binning(
+    energy_edges_gev: np.ndarray | list[float],
+    cos_zenith_edges: np.ndarray | list[float],
+    morphologies: tuple[int, ...] = (1,),
+    label: str = "energy x cos zenith",
+) -> DiffuseBinning:
+    """Reconstructed energy x :math:`\\cos\\theta` bins for every morphology in ``morphologies``.
+
+    The usual binning of a generic sample (e.g. northern tracks: ``morphologies=(1,)``
+    and ``cos_zenith_edges`` up to about 0.1).
+
+    Parameters
+    ----------
+    energy_edges_gev
+        Increasing reconstructed-energy edges [GeV].
+    cos_zenith_edges
+        Increasing :math:`\\cos\\theta_\\mathrm{reco}` edges in [-1, 1].
+    morphologies
+        Morphology codes binned (events of other codes fall in no bin).
+    label
+        Name stored with the binning.
+    """
+    cz = np.asarray(cos_zenith_edges, dtype=float)
+    if cz.size and (cz.min() < -1.0 or cz.max() > 1.0):
+        raise ConfigError(f"cos zenith edges must lie in [-1, 1], got [{cz.min()}, {cz.max()}]")
+    return DiffuseBinning(
+        np.asarray(energy_edges_gev, dtype=float),
+        tuple(MorphologyBinning(int(m), "cos_zenith", cz) for m in morphologies),
+        label=label,
+    )
