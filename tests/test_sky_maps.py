@@ -419,8 +419,14 @@ def test_credible_levels_monotonic_and_greedy():
     assert lv[order[0]] == pytest.approx(p.max())
     assert lv.max() == pytest.approx(1.0)
     mask = credible_region_mask(p, 0.9)
-    assert p[mask].sum() <= 0.9 + 1e-12
+    # the smallest region holding at least 90%: without its least probable pixel it holds less
+    assert p[mask].sum() >= 0.9 - 1e-12
+    assert p[mask].sum() - p[mask].min() < 0.9
     assert p[mask].min() >= p[~mask].max()  # the region holds the most probable pixels
+    # a map whose top pixel alone holds more than the level gives that pixel, not an empty region
+    peaked = np.full(p.size, 0.01 / (p.size - 1))
+    peaked[7] = 0.99
+    assert np.flatnonzero(credible_region_mask(peaked, 0.5)).tolist() == [7]
     # unnormalised input is normalised first
     np.testing.assert_allclose(credible_levels(5.0 * p), lv, rtol=1e-12)
     # ties share one level

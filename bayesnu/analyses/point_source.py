@@ -55,6 +55,7 @@ from bayesnu.likelihood.pointsource import (
     log_yields,
 )
 from bayesnu.likelihood.ps_fit import fit_ns_gamma
+from bayesnu.sky.patch import TangentPlanePrior, offset_position
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,10 @@ class PSPriors:
     background
         ``"profiled"`` (n_b = N - n_s per season) or ``"free"`` (n_b per season with
         a flat prior; full extended likelihood).
+    position_map
+        A sky-map prior on the position (:class:`~bayesnu.sky.patch.TangentPlanePrior`,
+        e.g. from a HEALPix map); the offsets from its centre are sampled in a box of
+        its radius. Exclusive with ``position_sigma_deg``.
     """
 
     gamma: Prior = field(default_factory=lambda: Prior("uniform", low=1.0, high=4.0))
@@ -121,8 +126,11 @@ class PSPriors:
     position_sigma_deg: float | None = None
     position_prior: str = "vmf"
     background: str = "profiled"
+    position_map: TangentPlanePrior | None = None
 
     def __post_init__(self) -> None:
+        if self.position_map is not None and self.position_sigma_deg is not None:
+            raise ConfigError("give either position_sigma_deg or position_map, not both")
         if self.position_prior not in ("vmf", "gaussian"):
             raise ConfigError("position_prior must be 'vmf' or 'gaussian'")
         if self.background not in ("profiled", "free"):
@@ -192,18 +200,6 @@ def wilks_pvalue(ts: float, dof: int = 1) -> tuple[float, float]:
     return p, sigma
 
 
-def _offset_position(ra0: float, dec0: float, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Move (ra0, dec0) [rad] by the tangent-plane vector (x east, y north) [rad] along a great circle."""
-    r = jnp.sqrt(x * x + y * y + 1e-300)
-    bearing = jnp.arctan2(x, y)
-    sin_dec = jnp.sin(dec0) * jnp.cos(r) + jnp.cos(dec0) * jnp.sin(r) * jnp.cos(bearing)
-    dec = jnp.arcsin(jnp.clip(sin_dec, -1.0, 1.0))
-    ra = ra0 + jnp.arctan2(
-        jnp.sin(bearing) * jnp.sin(r) * jnp.cos(dec0), jnp.cos(r) - jnp.sin(dec0) * sin_dec
-    )
-    return jnp.mod(ra, 2 * jnp.pi), dec
-
-
 def point_source_model(
     inputs: PSInputs,
     priors: PSPriors,
@@ -229,7 +225,14 @@ def point_source_model(
             r = jnp.sqrt(x * x + y * y + 1e-300)
             kappa = 1.0 / sig**2
             numpyro.factor("vmf", kappa * (jnp.cos(r) - 1.0 + 0.5 * r * r) + jnp.log(jnp.sinc(r / jnp.pi)))
-        ra, dec = _offset_position(inputs.src_ra, inputs.src_dec, x, y)
+        ra, dec = offset_position(inputs.src_ra, inputs.src_dec, x, y)
+    elif priors.position_map is not None:
+        pm = priors.position_map
+        x = numpyro.sample("pos_x", dist.Uniform(-pm.radius_rad, pm.radius_rad))
+        y = numpyro.sample("pos_y", dist.Uniform(-pm.radius_rad, pm.radius_rad))
+        numpyro.factor("position_map", pm.log_prior(x, y))
+        ra, dec = pm.position(x, y)
+    if ra is not None:
         numpyro.deterministic("ra_deg", jnp.rad2deg(ra))
         numpyro.deterministic("dec_deg", jnp.rad2deg(dec))
     if ra is not None and yield_grid is not None:
@@ -484,7 +487,7 @@ class PointSourceAnalysis:
         priors = priors or self.priors
         self._check_priors(priors)
         grid = None
-        if priors.position_sigma_deg is not None:
+        if priors.position_sigma_deg is not None or priors.position_map is not None:
             grid = build_yield_grid(
                 [m.season.effective_area for m in self.models],
                 [m.livetime_s for m in self.models],
@@ -526,6 +529,8 @@ class PointSourceAnalysis:
         if priors.flux_norm is None:
             lo, hi = priors.ns.support
             init["ns"] = float(np.clip(max(best.ns, 1.0), lo + 1e-3, min(hi, self.ns_max) - 1e-3))
+        if priors.position_sigma_deg is not None or priors.position_map is not None:
+            init["pos_x"] = init["pos_y"] = 0.0
         ev = self.inputs.events
         valid = np.asarray(ev.valid)
         observed = {

@@ -860,7 +860,9 @@ def credible_levels(prob: np.ndarray | SkyMap) -> np.ndarray:
 
     The level of a pixel is the total probability of all pixels at least as probable as it
     (ties share the level of the whole tied group), the map being normalised first.  The
-    smallest region holding probability ``q`` is ``credible_levels(p) <= q``.
+    region *within* probability ``q`` is ``credible_levels(p) <= q``; the smallest region
+    holding *at least* ``q`` (:func:`credible_region_mask`) also takes the pixel that
+    crosses ``q``.
 
     Parameters
     ----------
@@ -881,8 +883,15 @@ def credible_levels(prob: np.ndarray | SkyMap) -> np.ndarray:
 
 
 def credible_region_mask(prob: np.ndarray | SkyMap, level: float) -> np.ndarray:
-    """Boolean RING mask of the smallest region holding ``level`` of the probability."""
-    return credible_levels(prob) <= _check_level(level)
+    """Boolean RING mask of the smallest region holding at least ``level`` of the probability.
+
+    Pixels are taken in order of decreasing probability until their total reaches
+    ``level`` (the pixel that crosses it included), so a map whose most probable pixel
+    alone holds more than ``level`` gives that one pixel, never an empty region.
+    """
+    p = _as_probability(prob)
+    before = credible_levels(p) - p / p.sum()
+    return before < _check_level(level)
 
 
 def credible_area_deg2(prob: np.ndarray | SkyMap, level: float) -> float:
@@ -894,9 +903,9 @@ def credible_area_deg2(prob: np.ndarray | SkyMap, level: float) -> float:
 
 def contains(prob: np.ndarray | SkyMap, ra_deg: float, dec_deg: float, level: float) -> bool:
     """Whether the position (RA, Dec) [deg] lies inside the ``level`` credible region (coverage tests)."""
-    levels = credible_levels(prob)
+    mask = credible_region_mask(prob, level)
     if not -90.0 <= dec_deg <= 90.0:
         raise ConfigError(f"declination must lie in [-90, 90] deg, got {dec_deg!r}")
-    nside = int(hp.npix2nside(levels.size))
+    nside = int(hp.npix2nside(mask.size))
     pix = hp.ang2pix(nside, float(ra_deg), float(dec_deg), lonlat=True)
-    return bool(levels[pix] <= _check_level(level))
+    return bool(mask[pix])

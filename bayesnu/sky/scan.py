@@ -244,7 +244,9 @@ def wilks_mlog10p(ts: np.ndarray, dof: int) -> np.ndarray:
     ts = np.asarray(ts, dtype=float)
     with np.errstate(divide="ignore"):
         p = np.where(ts > 0, 0.5 * stats.chi2.sf(np.maximum(ts, 0.0), dof), 1.0)
-        lp = np.where(ts > 0, -(stats.chi2.logsf(np.maximum(ts, 0.0), dof) + math.log(0.5)) / math.log(10), 0.0)
+        lp = np.where(
+            ts > 0, -(stats.chi2.logsf(np.maximum(ts, 0.0), dof) + math.log(0.5)) / math.log(10), 0.0
+        )
     return np.where(p > 0, np.minimum(lp, -np.log10(np.maximum(p, 1e-300))), lp)
 
 
@@ -471,7 +473,9 @@ class SkyScanner:
         self.tau = float(tau)
         self.pixel_batch = int(pixel_batch)
         self.n_total = np.asarray([m.n_events for m in self.models], dtype=float)
-        cols: dict[str, list[np.ndarray]] = {k: [] for k in ("ra", "dec", "sigma", "bsp", "log10_e", "b_energy", "season")}
+        cols: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("ra", "dec", "sigma", "bsp", "log10_e", "b_energy", "season")
+        }
         for s, m in enumerate(self.models):
             ev = m.events
             cols["ra"].append(ev.ra_rad)
@@ -510,8 +514,10 @@ class SkyScanner:
         """Reach angle [rad] of every event for sources at any of ``decs_rad`` (cached by range)."""
         decs_rad = np.asarray(decs_rad, dtype=float)
         rng = (float(decs_rad.min()), float(decs_rad.max()))
-        if self._psi is None or self._psi_decs is None or not (
-            self._psi_decs[0] <= rng[0] and rng[1] <= self._psi_decs[1]
+        if (
+            self._psi is None
+            or self._psi_decs is None
+            or not (self._psi_decs[0] <= rng[0] and rng[1] <= self._psi_decs[1])
         ):
             er_bound = self._signal_envelope_ratio(decs_rad)
             self._psi = reach_angle(self.events["sigma"], self.events["bsp"], er_bound, self.tau)
@@ -708,6 +714,10 @@ class SkyScanner:
             compile_s=compile_s,
             wall_s=wall,
             setup_s=setup_s,
-            meta={"n_events": int(self.n_total.sum()), "band_size": band_size, "tau": self.tau,
-                  "seasons": [m.name for m in self.models]},  # fmt: skip
+            meta={
+                "n_events": int(self.n_total.sum()),
+                "band_size": band_size,
+                "tau": self.tau,
+                "seasons": [m.name for m in self.models],
+            },  # fmt: skip
         )
