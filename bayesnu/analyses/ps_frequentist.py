@@ -239,7 +239,10 @@ def sensitivity_curve(
     models, and so the data, response and background PDFs, are shared; only the event
     selection and the yields change), ``n_background`` scrambled-RA background trials give
     the thresholds, and :func:`bayesnu.frequentist.passing.find_strength` finds the
-    signal strengths, as in :func:`sensitivity` and :func:`discovery_potential`. The loop
+    signal strengths, as in :func:`sensitivity` and :func:`discovery_potential`. The
+    background trials are the signal-injection trials with no signal injected (scrambled
+    right ascensions, the same statistics as :func:`background_trials`, but the same
+    compiled kernel as the signal trials: one compilation per declination). The loop
     is :func:`bayesnu.frequentist.sensitivity.sensitivity_curve`, with its seed scheme:
     declination ``i`` uses ``SeedSequence([seed, i, 0])`` for its background trials,
     ``[seed, i, 1]`` for the sensitivity and ``[seed, i, 2 + j]`` for the ``j``-th
@@ -302,14 +305,19 @@ def sensitivity_curve(
         at = ana.with_source(Source(ra, dec, f"{ana.source.name or 'source'} at dec {dec:g}"))
         conv = conversion(at, gamma)
         conversions.append(conv)
-        # One static batch size for every call of the search (its bracketing calls run
-        # n_signal // 4 trials, at least 50), so the signal trials compile once per declination.
-        n_bracket = max(n_signal // 4, 50)
-        sig_batch = batch_size or min(default_batch_size(trial_inputs(at, inject=True)), n_bracket)
+        data = trial_inputs(at, inject=True)
+        # One static batch size for every call (the search's bracketing calls run
+        # n_signal // 4 trials, at least 50) and background trials that are the signal
+        # trials with nothing injected: one compiled kernel per declination.
+        sig_batch = batch_size or min(default_batch_size(data), max(n_signal // 4, 50))
         sampler = _sampler(at, gamma, batch_size=sig_batch, **run)
 
         def background(n: int, seed: int) -> np.ndarray:
-            res = background_trials(at, n, seed=seed, batch_size=batch_size, progress=False, **run)
+            inputs = (data, jnp.asarray(0.0), jnp.asarray(float(gamma)))
+            res = run_trials(
+                _trial_fn, n, seed=seed, inputs=inputs, batch_size=sig_batch, progress=False, **run
+            )
+            _check_overflow(res)
             return res.columns["ts"]
 
         return TrialSetup(background=background, signal=sampler, conversion=conv, strength_init=strength_init)

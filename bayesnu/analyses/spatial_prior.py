@@ -49,10 +49,10 @@ from bayesnu.frequentist.trials import TrialResults, run_trials
 from bayesnu.irf.injection import build_tables, sample_signal
 from bayesnu.irf.spatial import haversine, rayleigh_pdf_haversine
 from bayesnu.likelihood.pointsource import PSInputs
-from bayesnu.likelihood.ps_fit import fit_ns_gamma_nodes
+from bayesnu.likelihood.ps_fit import fit_ns_gamma_nodes, log_marginal
 from bayesnu.sky.maps import SkyMap, credible_area_deg2, credible_levels, credible_region_mask, prior_ts_term
 from bayesnu.sky.patch import TangentPlanePrior
-from bayesnu.sky.scan import RingBand, ScanSettings, SkyScan, SkyScanner, band_energy_ratios
+from bayesnu.sky.scan import RingBand, ScanSettings, SkyScan, SkyScanner, band_energy_ratios, count_selected
 
 __all__ = ["RegionTrialInputs", "SpatialPriorAnalysis", "SpatialPriorResult", "region_trial"]
 
@@ -131,7 +131,10 @@ def region_trial(key: jax.Array, data: RegionTrialInputs, ns_inj: jax.Array, gam
         ``ts`` = max(0, max over pixels of TS + prior term), ``ts_raw`` (the same before
         clipping), ``ts_pixel`` (TS without the prior term at the chosen pixel), ``ns``,
         ``gamma``, ``pixel`` (index into the region pixels), ``true_pixel`` (-1 without
-        signal), ``n_inj``, ``converged``, ``overflow``.
+        signal), ``true_level`` (posterior probability of the pixels more probable than
+        the true one: the true position lies in the smallest region holding ``L`` iff
+        ``true_level < L``; NaN without signal), ``posterior_mode``, ``n_inj``,
+        ``converged``, ``overflow``.
     """
     k_ra, k_pos, k_inj = jax.random.split(key, 3)
     st = data.settings
@@ -145,6 +148,18 @@ def region_trial(key: jax.Array, data: RegionTrialInputs, ns_inj: jax.Array, gam
         q = jax.random.categorical(k_pos, data.draw_logp)
         inj, inj_valid = _injected(data, k_inj, q, ns_inj, gamma_inj)
         n_total = n_total + jnp.zeros_like(n_total).at[inj["season"]].add(jnp.where(inj_valid, 1.0, 0.0))
+        # Energy ratios of the injected events at every ring's declination: (R, n_inj, K).
+        er_inj_rings = jax.vmap(
+            lambda ring: band_energy_ratios(
+                replace(
+                    ring,
+                    log10_e=inj["log10_e"],
+                    b_energy=inj["b_energy"],
+                    season=inj["season"],
+                    valid=inj_valid,
+                )
+            )
+        )(bands)
     else:
         q = jnp.asarray(-1)
 
@@ -158,9 +173,7 @@ def region_trial(key: jax.Array, data: RegionTrialInputs, ns_inj: jax.Array, gam
         cols = {"ra": ra_b, "dec": bands.dec[r], "sigma": bands.sigma[r], "bsp": bands.bkg_spatial[r],
                 "er": data.er[r], "season": bands.season[r]}  # fmt: skip
         if inject:
-            ring = jax.tree_util.tree_map(lambda a: a[r], bands)
-            er_inj = band_energy_ratios(replace(ring, log10_e=inj["log10_e"], b_energy=inj["b_energy"],
-                                                season=inj["season"], valid=inj_valid))  # fmt: skip
+            er_inj = er_inj_rings[r]
             h = haversine(inj["ra"], inj["dec"], ra_p, dec_p)
             r_sp = rayleigh_pdf_haversine(h, inj["sigma"]) / inj["bsp"]
             near = inj_valid & (r_sp * jnp.max(er_inj, axis=1) > TAU)
@@ -177,15 +190,21 @@ def region_trial(key: jax.Array, data: RegionTrialInputs, ns_inj: jax.Array, gam
             src_ra=ra_p, src_dec=dec_p, gamma0=st.gamma0, dgamma=st.dgamma, interp=st.interp,
             yield_g0=st.yield_g0, yield_dg=st.yield_dg, n_total_min=st.n_total_min,
         )  # fmt: skip
-        fit, _ = fit_ns_gamma_nodes(inputs, ns_max=st.ns_max, gamma_min=st.gamma_min, gamma_max=st.gamma_max,
-                                    gamma_fixed=st.gamma_fixed, node_step=st.node_step)  # fmt: skip
+        fit, nodes = fit_ns_gamma_nodes(inputs, ns_max=st.ns_max, gamma_min=st.gamma_min,
+                                        gamma_max=st.gamma_max, gamma_fixed=st.gamma_fixed,
+                                        node_step=st.node_step)  # fmt: skip
         return {"ts": fit.ts, "ns": fit.ns, "gamma": fit.gamma, "converged": fit.converged,
+                "log_bayes": log_marginal(nodes, st.ns_max, st.gamma_min, st.gamma_max),
                 "overflow": count > st.buffer}  # fmt: skip
 
     n_pix = data.pix_ra.shape[0]
     res = jax.lax.map(one, jnp.arange(n_pix), batch_size=min(data.pixel_batch, n_pix))
     ts_prior = res["ts"] + data.prior_term
     k = jnp.argmax(ts_prior)
+    # Posterior over the source pixel; the probability of the pixels more probable than the
+    # true one (the true pixel is inside the smallest region holding L iff this is < L).
+    post = jax.nn.softmax(data.draw_logp + res["log_bayes"])
+    above = jnp.sum(jnp.where(post > post[jnp.maximum(q, 0)], post, 0.0))
     return {
         "ts": jnp.maximum(ts_prior[k], 0.0),
         "ts_raw": ts_prior[k],
@@ -194,6 +213,8 @@ def region_trial(key: jax.Array, data: RegionTrialInputs, ns_inj: jax.Array, gam
         "gamma": res["gamma"][k],
         "pixel": k,
         "true_pixel": q,
+        "true_level": jnp.where(q >= 0, above, jnp.nan),
+        "posterior_mode": jnp.argmax(post),
         "n_inj": jnp.sum(inj_valid) if inject else jnp.asarray(0),
         "converged": res["converged"][k],
         "overflow": jnp.any(res["overflow"]),
@@ -289,7 +310,7 @@ class SpatialPriorAnalysis:
         if prior.kind == "value":
             raise ConfigError("the prior must be a probability or density map, not kind='value'")
         nside = nside or min(prior.nside, 128)
-        if not hp.isnsideok(nside):
+        if not hp.isnsideok(nside, nest=True):
             raise ConfigError(f"nside={nside} is not a valid HEALPix resolution")
         self.prior = prior.to_probability().ud_grade(nside).normalised() if prior.nside != nside else (
             prior.to_probability().normalised())  # fmt: skip
@@ -422,18 +443,16 @@ class SpatialPriorAnalysis:
             need = int(worst)
         else:
             ev_ra = jnp.asarray(sc.events["ra"])
-            from bayesnu.sky.scan import _count_selected
-
-            need = max(
-                int(_count_selected(ev_ra, jax.tree_util.tree_map(jnp.asarray, b), jnp.asarray(ph[pix_ring == i])))
-                for i, b in enumerate(bands)
-            )  # fmt: skip
+            need = 0
+            for i, b in enumerate(bands):
+                pix_i = jnp.asarray(ph[pix_ring == i])
+                need = max(need, int(count_selected(ev_ra, jax.tree_util.tree_map(jnp.asarray, b), pix_i)))
         buffer = int(64 * math.ceil((need + (n_inj_max if inject else 0)) / 64))
         injection, pix_table = None, np.zeros(len(self.pixels), dtype=np.int32)
         if inject:
             keys: dict[tuple[int, ...], int] = {}
             tables = []
-            for i, p in enumerate(self.pixels):
+            for i in range(len(self.pixels)):
                 dec = 90.0 - math.degrees(th[i])
                 kk = tuple(
                     (int(s.effective_area.dec_index(dec)), int(s.smearing.dec_index(dec)))  # type: ignore[union-attr]
@@ -497,12 +516,16 @@ class SpatialPriorAnalysis:
         return self._run(data, n_trials, seed, 0.0, 2.0, desc="spatial-prior background", **run)
 
     def signal_trials(self, n_trials: int, *, ns: float, gamma: float = 2.0, seed: int = 0,
-                      gamma_fixed: float | None = None, n_inj_max: int = 256, **run: Any) -> TrialResults:  # fmt: skip
+                      gamma_fixed: float | None = None, n_inj_max: int | None = None,
+                      **run: Any) -> TrialResults:  # fmt: skip
         """Signal trials: the true position drawn from the prior map (pixel centres) for each trial.
 
         ``ns`` is the mean number of injected events (Poisson-fluctuated) with spectral
-        index ``gamma``.
+        index ``gamma``; ``n_inj_max`` (static buffer of injected events) defaults to the
+        mean plus seven standard deviations (an overflow raises).
         """
+        if n_inj_max is None:  # Poisson mean + 7 sigma, in steps of 32 (few compilations)
+            n_inj_max = int(32 * math.ceil((ns + 7 * math.sqrt(max(ns, 1.0)) + 8) / 32))
         data = self.trial_inputs(inject=True, gamma_fixed=gamma_fixed, n_inj_max=n_inj_max)
         return self._run(data, n_trials, seed, ns, gamma, desc="spatial-prior signal", **run)
 

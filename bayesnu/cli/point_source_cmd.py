@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
@@ -346,6 +347,8 @@ def register(verbs: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument(
         "--plot", default=None, help="write the sensitivity-curve plot here (.png, .pdf; --dec-grid)"
     )
+    # "--dec-grid -60,-30,0" : a value starting with a negative number list is a value, not an option
+    p._negative_number_matcher = re.compile(r"^-\.?\d[\d.,eE+_-]*$")
     for action in p._actions:  # --dec is optional here: --dec-grid replaces it
         if action.dest == "dec":
             action.required = False

@@ -227,7 +227,7 @@ def scan_pixels(
 
 
 @partial(jax.jit, static_argnames=())
-def _count_selected(ev_ra: jax.Array, band: RingBand, pix_ra: jax.Array) -> jax.Array:
+def count_selected(ev_ra: jax.Array, band: RingBand, pix_ra: jax.Array) -> jax.Array:
     """Largest number of band events within reach of any of the pixels."""
     ra_b = ev_ra[band.index]
 
@@ -307,7 +307,7 @@ class SkyScan:
     @property
     def ra_deg(self) -> np.ndarray:
         """Right ascension of the scanned pixels [deg]."""
-        th, ph = hp.pix2ang(self.nside, self.pixels)
+        _, ph = hp.pix2ang(self.nside, self.pixels)
         return np.degrees(ph)
 
     @property
@@ -377,8 +377,11 @@ class SkyScan:
         try:
             maps, header = hp.read_map(str(path), field=None, dtype=np.float64, h=True, nest=False)
         except Exception as exc:  # healpy raises several types for malformed files
-            raise DataFormatError(f"cannot read the scan maps: {exc}", path=path,
-                                  fix="pass a FITS file written by 'bayesnu scan --out'") from None  # fmt: skip
+            raise DataFormatError(
+                f"cannot read the scan maps: {exc}",
+                path=path,
+                fix="pass a FITS file written by 'bayesnu scan --out'",
+            ) from None
         hdr = dict(header)
         maps = np.atleast_2d(maps)
         if maps.shape[0] != len(cls.MAP_COLUMNS):
@@ -630,7 +633,7 @@ class SkyScanner:
         progress
             Progress bar over rings (default: only in a terminal).
         """
-        if not hp.isnsideok(nside):
+        if not hp.isnsideok(nside, nest=True):
             raise ConfigError(f"nside={nside} is not a valid HEALPix resolution (a power of 2)")
         if gamma_fixed is not None and not self.gamma_bounds[0] <= gamma_fixed <= self.gamma_bounds[1]:
             raise ConfigError(f"gamma_fixed={gamma_fixed} outside {self.gamma_bounds}")
@@ -680,7 +683,7 @@ class SkyScanner:
             pix_ra[: len(idx)] = ph[idx]
             pix_ra[len(idx) :] = ph[idx[0]]
             pix_ra_j = jnp.asarray(pix_ra)
-            max_count = int(_count_selected(ev_ra, band, pix_ra_j))
+            max_count = int(count_selected(ev_ra, band, pix_ra_j))
             settings = self.scan_settings(_pow2(max_count, 64), gamma_fixed)
             for c in range(n_chunks):
                 chunk = pix_ra_j[c * P : (c + 1) * P]
@@ -719,5 +722,5 @@ class SkyScanner:
                 "band_size": band_size,
                 "tau": self.tau,
                 "seasons": [m.name for m in self.models],
-            },  # fmt: skip
+            },
         )
