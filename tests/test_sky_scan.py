@@ -105,7 +105,7 @@ def test_full_sky_scan_maps_and_file(scanner, tmp_path: Path) -> None:
 
 
 def test_scrambled_right_ascensions(scanner) -> None:
-    """The kernel takes the RA as an argument: the data's RA reproduce the scan, scrambled RA lose the source."""
+    """RA are a kernel argument: the data's RA reproduce the scan, scrambled RA lose the source."""
     nside = 16
     pix = hp.query_disc(nside, hp.ang2vec(*SRC, lonlat=True), np.radians(6))
     base = scanner.scan(nside, pixels=pix, gamma_fixed=2.0)

@@ -293,7 +293,9 @@ def strength_from_curve(
     mu = curve.solve(beta)
     boot = _bootstrap(curve, beta, n_boot, seed) if n_boot > 0 else np.array([])
     good = boot[np.isfinite(boot)]
-    err = float(np.std(good, ddof=1)) if good.size > 1 else float("nan")
+    # Half the 16-84% range: the standard deviation for Gaussian replicas, robust against
+    # the rare replica whose refitted curve barely crosses beta (a huge solution).
+    err = float(0.5 * np.diff(np.percentile(good, [15.865, 84.135]))[0]) if good.size > 1 else float("nan")
     return StrengthResult(
         strength=mu,
         strength_err=err,
