@@ -28,6 +28,7 @@ from bayesnu.errors import ConfigError
 RUNNERS: dict[str, str] = {
     "point_source": "bayesnu.analyses.point_source_card:run_card",
     "diffuse": "bayesnu.analyses.diffuse.card:run_card",
+    "spatial_prior": "bayesnu.analyses.spatial_prior_card:run_card",
 }
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -40,6 +40,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bayesnu.cli.point_source_cmd",
     "bayesnu.cli.run_cmd",
     "bayesnu.cli.diffuse_cmd",
+    "bayesnu.cli.sky_cmd",
 )
 
 

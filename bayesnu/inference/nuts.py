@@ -19,6 +19,7 @@ from typing import Any
 import arviz as az
 import jax
 import numpy as np
+import numpyro  # noqa: F401  (before numpyro.infer: arviz lazy-loads numpyro, see from_numpyro)
 import xarray as xr
 from numpyro.infer import MCMC, NUTS, init_to_median, init_to_value
 

@@ -25,12 +25,15 @@ Cost far below pixels x events:
    reach of the ring.
 3. **Pixels in a ring** are fitted by one ``vmap``: each pixel keeps the band events
    with :math:`|\alpha_i - \alpha_p| < \Delta\alpha_i`, compacted into a static buffer
-   (prefix sum, no sort), and maximises the likelihood with the shared fit. Energy-ratio
-   tables are computed on the device once per ring.
+   (prefix sum, no sort), and maximises the likelihood with the shared fit. The band is
+   sorted by right ascension and extended across 0 / 2 pi (copies shifted by
+   :math:`\pm 2\pi`), so a pixel examines one contiguous window of the band instead of
+   all of it. Energy-ratio tables are computed on the device once per ring.
 
-Static shapes (band padded to one size for the whole scan, the buffer to a power of two
-per ring, pixels in batches of ``pixel_batch``) keep compilations to a handful;
-compile time is measured apart (``compile_s``) from the scan (``wall_s``).
+Static shapes (band and window padded to one size for the whole scan, at most three
+buffer sizes sized from the exact per-pixel counts, pixels in batches of
+``pixel_batch``) keep compilations to a handful; compile time is measured apart
+(``compile_s``) from the scan (``wall_s``).
 
 The right ascensions are an argument of the kernel, so a background trial of a
 time-integrated analysis (all RA scrambled) reuses the bands unchanged.
@@ -41,7 +44,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -87,6 +90,9 @@ class RingBand:
         False for padding.
     dra
         Half-width in RA [rad] within which the event is in reach of the ring.
+    ra_shift
+        Added to the event's right ascension (0, or +-2 pi for the copies that extend an
+        RA-sorted band across 0 / 2 pi, see :meth:`SkyScanner.band`).
     signal_energy
         Signal energy PDF of every season at the ring's declination.
     log_yield
@@ -104,6 +110,7 @@ class RingBand:
     season: jax.Array
     valid: jax.Array
     dra: jax.Array
+    ra_shift: jax.Array
     signal_energy: tuple[SignalEnergyPDF, ...]
     log_yield: jax.Array
     dec_ring: jax.Array
@@ -121,6 +128,7 @@ jax.tree_util.register_dataclass(
         "season",
         "valid",
         "dra",
+        "ra_shift",
         "signal_energy",
         "log_yield",
         "dec_ring",
@@ -145,6 +153,7 @@ class ScanSettings:
     yield_dg: float
     n_total_min: float
     interp: str
+    window: int | None = None
 
 
 def band_energy_ratios(band: RingBand) -> jax.Array:
@@ -157,7 +166,12 @@ def band_energy_ratios(band: RingBand) -> jax.Array:
 
 
 def scan_pixels(
-    ev_ra: jax.Array, n_total: jax.Array, band: RingBand, pix_ra: jax.Array, settings: ScanSettings
+    ev_ra: jax.Array,
+    n_total: jax.Array,
+    band: RingBand,
+    pix_ra: jax.Array,
+    pix_start: jax.Array,
+    settings: ScanSettings,
 ) -> dict[str, jax.Array]:
     """Fit every pixel of one ring (pure; ``jit`` with ``settings`` static).
 
@@ -171,6 +185,9 @@ def scan_pixels(
         The ring's :class:`RingBand`.
     pix_ra
         ``(P,)`` right ascensions of the pixels [rad] (all at ``band.dec_ring``).
+    pix_start
+        ``(P,)`` first band row of each pixel's window when the band is RA-sorted
+        (``settings.window`` rows are examined); ignored without a window.
     settings
         :class:`ScanSettings`.
 
@@ -182,15 +199,20 @@ def scan_pixels(
     """
     st = settings
     er = band_energy_ratios(band)
-    ra_b = ev_ra[band.index]
+    ra_b = ev_ra[band.index] + band.ra_shift
     cols = {"ra": ra_b, "dec": band.dec, "sigma": band.sigma, "bsp": band.bkg_spatial, "er": er,
-            "season": band.season}  # fmt: skip
+            "season": band.season, "valid": band.valid, "dra": band.dra}  # fmt: skip
 
-    def one(ra_p: jax.Array) -> dict[str, jax.Array]:
-        d = jnp.abs(ra_b - ra_p)
-        d = jnp.minimum(d, 2 * jnp.pi - d)
-        sel = band.valid & (d < band.dra)
-        events, n_sel, count = compact_events(cols, sel, st.buffer, n_total.shape[0])
+    def one(ra_p: jax.Array, start: jax.Array) -> dict[str, jax.Array]:
+        if st.window is None:
+            c = cols
+            d = jnp.abs(c["ra"] - ra_p)
+            d = jnp.minimum(d, 2 * jnp.pi - d)
+        else:  # RA-sorted band extended across 0 / 2 pi: a contiguous window, no wrap
+            c = {k: jax.lax.dynamic_slice_in_dim(v, start, st.window) for k, v in cols.items()}
+            d = jnp.abs(c["ra"] - ra_p)
+        sel = c["valid"] & (d < c["dra"])
+        events, n_sel, count = compact_events(c, sel, st.buffer, n_total.shape[0])
         inputs = PSInputs(
             events=events,
             n_total=n_total,
@@ -223,13 +245,13 @@ def scan_pixels(
             "overflow": count > st.buffer,
         }
 
-    return jax.vmap(one)(pix_ra)
+    return jax.vmap(one)(pix_ra, pix_start)
 
 
 @partial(jax.jit, static_argnames=())
 def count_selected(ev_ra: jax.Array, band: RingBand, pix_ra: jax.Array) -> jax.Array:
     """Largest number of band events within reach of any of the pixels."""
-    ra_b = ev_ra[band.index]
+    ra_b = ev_ra[band.index] + band.ra_shift
 
     def one(ra_p):
         d = jnp.abs(ra_b - ra_p)
@@ -540,34 +562,70 @@ class SkyScanner:
                 m.log_yield(float(d))
         return psi
 
-    def band(self, dec_rad: float, psi: np.ndarray, pad_to: int | None = None) -> tuple[RingBand, int]:
-        """The :class:`RingBand` of declination ``dec_rad`` (host arrays) and its event count."""
+    def layout(
+        self, dec_rad: float, psi: np.ndarray, ra: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows of the band of declination ``dec_rad``: event indices, RA shifts and RA half-widths.
+
+        Without ``ra`` the events within reach in declination, in event order. With
+        ``ra`` (the right ascensions of the scan), sorted by RA and extended across
+        0 / 2 pi: events with ``ra >= 2 pi - w`` are prepended with a shift of ``-2 pi``
+        and events with ``ra < w`` appended with ``+2 pi`` (``w`` the largest half-width),
+        so that every pixel's candidates form one contiguous window and no event can be
+        within reach twice (half-widths never exceed pi).
+        """
         ev = self.events
         keep = np.flatnonzero(np.abs(ev["dec"] - dec_rad) < psi)
-        n = len(keep)
+        dra = reach_half_width(ev["dec"][keep], psi[keep], dec_rad)
+        if ra is None:
+            return keep, np.zeros(len(keep)), dra
+        order = np.argsort(ra[keep], kind="stable")
+        keep, dra = keep[order], dra[order]
+        r = ra[keep]
+        w = float(dra.max()) if len(dra) else 0.0
+        lo = r >= 2 * np.pi - w
+        hi = r < w
+        idx = np.concatenate([keep[lo], keep, keep[hi]])
+        shift = np.concatenate(
+            [np.full(lo.sum(), -2 * np.pi), np.zeros(len(keep)), np.full(hi.sum(), 2 * np.pi)]
+        )
+        return idx, shift, np.concatenate([dra[lo], dra, dra[hi]])
+
+    def band(
+        self,
+        dec_rad: float,
+        psi: np.ndarray,
+        pad_to: int | None = None,
+        rows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[RingBand, int]:
+        """The :class:`RingBand` of declination ``dec_rad`` (host arrays) and its row count.
+
+        ``rows`` is a :meth:`layout` (default: the unsorted one).
+        """
+        ev = self.events
+        idx, shift, dra_rows = self.layout(dec_rad, psi) if rows is None else rows
+        n = len(idx)
         size = pad_to if pad_to is not None else _pow2(n, 256)
         if size < n:
             raise ConfigError(f"band of {n} events does not fit pad_to={size}")
 
-        def col(name: str, fill: float, dtype=float) -> np.ndarray:
+        def col(values: np.ndarray, fill: float, dtype=float) -> np.ndarray:
             out = np.full(size, fill, dtype=dtype)
-            out[:n] = ev[name][keep]
+            out[:n] = values
             return out
 
-        dra = np.zeros(size)
-        dra[:n] = reach_half_width(ev["dec"][keep], psi[keep], dec_rad)
-        index = np.zeros(size, dtype=np.int32)
-        index[:n] = keep
         band = RingBand(
-            index=index,
-            dec=col("dec", 0.0),
-            sigma=col("sigma", 1.0),
-            bkg_spatial=col("bsp", 1.0),
-            log10_e=col("log10_e", 0.0),
-            b_energy=col("b_energy", 1.0),
-            season=col("season", 0, np.int32),
+            index=col(idx, 0, np.int32),
+            dec=col(ev["dec"][idx], 0.0),
+            sigma=col(ev["sigma"][idx], 1.0),
+            bkg_spatial=col(ev["bsp"][idx], 1.0),
+            log10_e=col(ev["log10_e"][idx], 0.0),
+            b_energy=col(ev["b_energy"][idx], 1.0),
+            season=col(ev["season"][idx], 0, np.int32),
             valid=np.arange(size) < n,
-            dra=dra,
+            dra=col(dra_rows, 0.0),
+            # Padding rows sit far beyond 2 pi + pi: never inside a window's reach.
+            ra_shift=col(shift, 100.0),
             signal_energy=tuple(m.signal_energy(dec_rad) for m in self.models),
             log_yield=np.stack([m.log_yield(dec_rad) for m in self.models]),
             dec_ring=np.asarray(dec_rad, dtype=float),
@@ -596,7 +654,7 @@ class SkyScanner:
     def _kernel(self, args: tuple, settings: ScanSettings) -> tuple[Any, float]:
         """The compiled :func:`scan_pixels` for these shapes (compile time returned apart)."""
         band = args[2]
-        key = (int(band.index.shape[0]), int(args[3].shape[0]), settings)
+        key = (int(band.index.shape[0]), int(args[3].shape[0]), settings)  # settings hold buffer and window
         if key in self._compiled:
             return self._compiled[key], 0.0
         t0 = time.perf_counter()
@@ -665,34 +723,55 @@ class SkyScanner:
         setup_s = self.setup_s + time.perf_counter() - t_prep
         t_start = time.perf_counter()
         compile_s = 0.0
-        counts = [int(np.sum(np.abs(self.events["dec"] - d) < psi)) for d in rings]
-        band_size = _pow2(max(counts), 256)
+        P = self.pixel_batch
+        # Host layout of every ring: RA-sorted, extended rows; each pixel's window of
+        # candidates; the exact largest count within reach (the buffer size).
+        plan = []
+        for d in rings:
+            idx = np.flatnonzero(ring_dec == d)
+            rows = self.layout(float(d), psi, ra_all)
+            ext_ra = ra_all[rows[0]] + rows[1]
+            w = float(rows[2].max()) if len(rows[2]) else 0.0
+            n_chunks = math.ceil(len(idx) / P)
+            pix_ra = np.full(n_chunks * P, ph[idx[0]])
+            pix_ra[: len(idx)] = ph[idx]
+            start = np.searchsorted(ext_ra, pix_ra - w, side="left")
+            stop = np.searchsorted(ext_ra, pix_ra + w, side="right")
+            counts = [
+                int(np.sum(np.abs(ext_ra[a:b] - r) < rows[2][a:b])) for a, b, r in zip(start, stop, pix_ra)
+            ]  # fmt: skip
+            plan.append((d, idx, rows, pix_ra, start, int(np.max(stop - start)), max(counts)))
+        window = int(256 * math.ceil(max(p[5] for p in plan) / 256))
+        # Buffers: at most three sizes (the 1/3, 2/3 and full quantiles of the rings' exact
+        # needs, in steps of 128 events), each ring taking the smallest that holds it:
+        # few compilations, little padding.
+        needs = np.array([128 * math.ceil(max(p[6], 1) / 128) for p in plan])
+        levels = np.unique([int(np.quantile(needs, q, method="higher")) for q in (1 / 3, 2 / 3, 1.0)])
+        band_size = int(
+            1024 * math.ceil(max(max(len(p[2][0]), int(p[4].max()) + window) for p in plan) / 1024)
+        )
         ev_ra = jnp.asarray(ra_all)
         n_total = jnp.asarray(self.n_total)
         out: dict[str, list] = {k: [] for k in ("ts", "ns", "gamma", "log_bayes", "converged", "n_selected",
                                                 "overflow")}  # fmt: skip
         order: list[np.ndarray] = []
         pb = progress_bar(len(rings), "sky scan", enabled=progress, unit="ring")
-        P = self.pixel_batch
-        for d in rings:
-            idx = np.flatnonzero(ring_dec == d)
-            band_h, _ = self.band(float(d), psi, pad_to=band_size)
+        for d, idx, rows, pix_ra, start, _, max_count in plan:
+            band_h, _ = self.band(float(d), psi, pad_to=band_size, rows=rows)
             band = jax.tree_util.tree_map(jnp.asarray, band_h)
-            n_chunks = math.ceil(len(idx) / P)
-            pix_ra = np.zeros(n_chunks * P)
-            pix_ra[: len(idx)] = ph[idx]
-            pix_ra[len(idx) :] = ph[idx[0]]
+            need = 128 * math.ceil(max(max_count, 1) / 128)
+            buffer = int(levels[np.searchsorted(levels, need)])
+            settings = replace(self.scan_settings(buffer, gamma_fixed), window=window)
             pix_ra_j = jnp.asarray(pix_ra)
-            max_count = int(count_selected(ev_ra, band, pix_ra_j))
-            settings = self.scan_settings(_pow2(max_count, 64), gamma_fixed)
-            for c in range(n_chunks):
-                chunk = pix_ra_j[c * P : (c + 1) * P]
-                fn, dt = self._kernel((ev_ra, n_total, band, chunk), settings)
+            start_j = jnp.asarray(start.astype(np.int32))
+            for c in range(len(pix_ra) // P):
+                args = (ev_ra, n_total, band, pix_ra_j[c * P : (c + 1) * P], start_j[c * P : (c + 1) * P])
+                fn, dt = self._kernel(args, settings)
                 compile_s += dt
-                res = fn(ev_ra, n_total, band, chunk)
+                res = fn(*args)
                 for k in out:
                     out[k].append(res[k])
-            order.append(np.concatenate([idx, np.full(n_chunks * P - len(idx), -1)]))
+            order.append(np.concatenate([idx, np.full(len(pix_ra) - len(idx), -1)]))
             pb.update()
         pb.close()
         flat = {k: np.concatenate([np.asarray(a) for a in v]) for k, v in out.items()}
@@ -720,6 +799,7 @@ class SkyScanner:
             meta={
                 "n_events": int(self.n_total.sum()),
                 "band_size": band_size,
+                "window": window,
                 "tau": self.tau,
                 "seasons": [m.name for m in self.models],
             },
