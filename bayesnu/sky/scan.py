@@ -42,6 +42,7 @@ time-integrated analysis (all RA scrambled) reuses the bands unchanged.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -53,6 +54,7 @@ import healpy as hp
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from scipy import stats
 
 from bayesnu.analyses.ps_inputs import YIELD_SUBDIVISION, SeasonModel, energy_ratio_values
@@ -469,7 +471,11 @@ class SkyScanner:
     tau
         Reach threshold of the event selection (see the module docstring).
     pixel_batch
-        Pixels fitted per device call.
+        Pixels fitted per device and call (small batches: a vmapped fit runs as long as
+        its slowest pixel).
+    n_devices
+        Devices the pixels of a call are sharded over (default: on CPU one per core, as
+        many as XLA exposes; on an accelerator 1).
     """
 
     def __init__(
@@ -480,7 +486,8 @@ class SkyScanner:
         gamma_bounds: tuple[float, float] = (1.0, 4.0),
         node_step: int = 2,
         tau: float = TAU,
-        pixel_batch: int = 64,
+        pixel_batch: int = 32,
+        n_devices: int | None = None,
     ) -> None:
         if not models:
             raise ConfigError("no season given")
@@ -497,6 +504,18 @@ class SkyScanner:
         self.node_step = int(node_step)
         self.tau = float(tau)
         self.pixel_batch = int(pixel_batch)
+        devs = jax.devices()
+        if n_devices is None:
+            n_devices = min(len(devs), os.cpu_count() or 1) if devs[0].platform == "cpu" else 1
+        if not 1 <= n_devices <= len(devs):
+            raise ConfigError(f"n_devices must be in [1, {len(devs)}], got {n_devices}")
+        self.devices = devs[:n_devices]
+        if n_devices > 1:
+            mesh = Mesh(np.array(self.devices), ("pixel",))
+            self._replicated = NamedSharding(mesh, PartitionSpec())
+            self._sharded = NamedSharding(mesh, PartitionSpec("pixel"))
+        else:
+            self._replicated = self._sharded = None
         self.n_total = np.asarray([m.n_events for m in self.models], dtype=float)
         cols: dict[str, list[np.ndarray]] = {
             k: [] for k in ("ra", "dec", "sigma", "bsp", "log10_e", "b_energy", "season")
@@ -658,7 +677,13 @@ class SkyScanner:
         if key in self._compiled:
             return self._compiled[key], 0.0
         t0 = time.perf_counter()
-        fn = jax.jit(scan_pixels, static_argnames=("settings",)).lower(*args, settings=settings).compile()
+        kernel = partial(scan_pixels, settings=settings)
+        if self._sharded is None:
+            jitted = jax.jit(kernel)
+        else:  # pixels split over the devices, everything else replicated
+            r, p = self._replicated, self._sharded
+            jitted = jax.jit(kernel, in_shardings=(r, r, r, p, p), out_shardings=p)
+        fn = jitted.lower(*args).compile()
         self._compiled[key] = fn
         return fn, time.perf_counter() - t0
 
@@ -723,7 +748,7 @@ class SkyScanner:
         setup_s = self.setup_s + time.perf_counter() - t_prep
         t_start = time.perf_counter()
         compile_s = 0.0
-        P = self.pixel_batch
+        P = self.pixel_batch * len(self.devices)
         # Host layout of every ring: RA-sorted, extended rows; each pixel's window of
         # candidates; the exact largest count within reach (the buffer size).
         plan = []
@@ -750,22 +775,29 @@ class SkyScanner:
         band_size = int(
             1024 * math.ceil(max(max(len(p[2][0]), int(p[4].max()) + window) for p in plan) / 1024)
         )
-        ev_ra = jnp.asarray(ra_all)
-        n_total = jnp.asarray(self.n_total)
+        rep = (lambda x: jax.device_put(x, self._replicated)) if self._replicated is not None else jnp.asarray
+        shd = (lambda x: jax.device_put(x, self._sharded)) if self._sharded is not None else jnp.asarray
+        ev_ra = rep(ra_all)
+        n_total = rep(self.n_total)
         out: dict[str, list] = {k: [] for k in ("ts", "ns", "gamma", "log_bayes", "converged", "n_selected",
                                                 "overflow")}  # fmt: skip
         order: list[np.ndarray] = []
         pb = progress_bar(len(rings), "sky scan", enabled=progress, unit="ring")
         for d, idx, rows, pix_ra, start, _, max_count in plan:
             band_h, _ = self.band(float(d), psi, pad_to=band_size, rows=rows)
-            band = jax.tree_util.tree_map(jnp.asarray, band_h)
+            band = jax.tree_util.tree_map(rep, band_h)
             need = 128 * math.ceil(max(max_count, 1) / 128)
             buffer = int(levels[np.searchsorted(levels, need)])
             settings = replace(self.scan_settings(buffer, gamma_fixed), window=window)
-            pix_ra_j = jnp.asarray(pix_ra)
-            start_j = jnp.asarray(start.astype(np.int32))
+            start = start.astype(np.int32)
             for c in range(len(pix_ra) // P):
-                args = (ev_ra, n_total, band, pix_ra_j[c * P : (c + 1) * P], start_j[c * P : (c + 1) * P])
+                args = (
+                    ev_ra,
+                    n_total,
+                    band,
+                    shd(pix_ra[c * P : (c + 1) * P]),
+                    shd(start[c * P : (c + 1) * P]),
+                )
                 fn, dt = self._kernel(args, settings)
                 compile_s += dt
                 res = fn(*args)
