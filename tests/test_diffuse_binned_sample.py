@@ -271,3 +271,55 @@ def test_analysis_rejects_hese_splines(sample_dir: Path) -> None:
         DiffuseAnalysis.from_binned_sample(s, BINNING, spline_dir="somewhere")
     with pytest.raises(ConfigError, match="cos zenith edges"):
         energy_zenith_binning([1e3, 1e4], [-2.0, 0.0])
+
+
+def _spec(sample_dir: Path) -> dict:
+    return {
+        "data": "data.csv",
+        "mc": "mc.ecsv",
+        "livetime_s": LIVETIME_S,
+        "morphology": 1,
+        "columns": MC_COLUMNS,
+        "data_columns": DATA_COLUMNS,
+        "binning": {
+            "energy_edges_gev": {"log10_min": 3.5, "log10_max": 7.0, "n": 14},
+            "cos_zenith_edges": {"min": -1.0, "max": 0.1, "n": 5},
+            "morphologies": [1],
+        },
+    }
+
+
+def test_spec_file_cli_and_card(sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    import yaml
+
+    from bayesnu.analyses.diffuse.card import run_diffuse_card
+    from bayesnu.analyses.diffuse.sample_spec import analysis_from_spec
+    from bayesnu.cli import main
+
+    spec_path = sample_dir / "sample.yaml"
+    spec_path.write_text(yaml.safe_dump(_spec(sample_dir)))
+    ana = analysis_from_spec(spec_path, fixed={"prompt_norm": 1.0})
+    np.testing.assert_allclose(ana.binning.energy_edges_gev, BINNING.energy_edges_gev, rtol=1e-12)
+    args = ["fit", "diffuse", "--sample", str(spec_path), "--fix", "prompt_norm=1", "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["converged"] and out["astro_norm"] == pytest.approx(ana.fit().params["astro_norm"], rel=1e-6)
+    assert main(["fit", "diffuse", "--sample", str(spec_path), "--data", "x.json"]) == 2
+    fp = tmp_path / "fp.ecsv"
+    args = ["flux-points", "diffuse", "--sample", str(spec_path), "--fix", "prompt_norm=1", "--energy-edges",
+            "1e4,1e5,1e6", "--n-scan", "3", "--out", str(fp), "--json"]  # fmt: skip
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert len(rows) == 2 and rows[0]["astro_norm_ul"] > rows[0]["astro_norm"] > 0 and fp.stat().st_size > 0
+    res = run_diffuse_card(
+        {"binned_sample": str(spec_path), "fixed": {"prompt_norm": 1.0}, "plots": True}, tmp_path
+    )
+    assert res["fit"]["astro_norm"] == pytest.approx(out["astro_norm"], rel=1e-6)
+    assert (tmp_path / "energy_projection.png").stat().st_size > 0
+    with pytest.raises(ConfigError, match="binned_sample replaces"):
+        run_diffuse_card({"binned_sample": str(spec_path), "mc": "simulated"}, tmp_path)
+    bad = _spec(sample_dir) | {"binning": {"energy_edges_gev": [1e3, 1e4]}}
+    with pytest.raises(ConfigError, match="cos_zenith_edges is missing"):
+        analysis_from_spec(bad, sample_dir)

@@ -1,4 +1,8 @@
-"""``bayesnu fit diffuse``, ``bayesnu sample diffuse``, ``bayesnu data simulate-hese``."""
+"""``bayesnu fit|sample|flux-points diffuse`` and ``bayesnu data simulate-hese``.
+
+``--data``/``--mc`` read the HESE release format; ``--sample SPEC`` any binned diffuse
+sample described by a spec file (:mod:`bayesnu.analyses.diffuse.sample_spec`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bayesnu.cli import emit_json
 from bayesnu.errors import ConfigError
@@ -54,6 +60,19 @@ def _analysis(args: argparse.Namespace):
     from bayesnu.analyses.diffuse import DiffuseAnalysis
     from bayesnu.data.hese import read_hese_data, read_hese_mc
 
+    if args.sample is not None:
+        from bayesnu.analyses.diffuse.sample_spec import analysis_from_spec
+
+        if args.data is not None or args.mc is not None or args.splines is not None:
+            raise ConfigError("--sample describes data and MC itself: drop --data, --mc and --splines")
+        return analysis_from_spec(
+            args.sample,
+            likelihood=args.likelihood,
+            priors=_parse_prior(args.prior),
+            fixed=_parse_fix(args.fix),
+        )
+    if args.data is None:
+        raise ConfigError("give --data HESE_data.json (with --mc) or --sample SPEC for another binned sample")
     data = read_hese_data(args.data)
     if args.mc in (None, "simulated"):
         from bayesnu.data.hese_simulate import simulate_hese_mc
@@ -73,7 +92,13 @@ def _analysis(args: argparse.Namespace):
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="HESE_data.json (observed events)")
+    p.add_argument("--data", default=None, help="HESE_data.json (observed events)")
+    p.add_argument(
+        "--sample",
+        default=None,
+        metavar="SPEC",
+        help="YAML/JSON spec of another binned sample (data + MC tables, column mapping, binning)",
+    )
     p.add_argument(
         "--mc", default=None, help="directory with the three HESE MC files (default: simulated MC)"
     )
@@ -141,6 +166,36 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flux_points(args: argparse.Namespace) -> int:
+    from bayesnu.analyses.diffuse.profile import flux_points
+    from bayesnu.frequentist.flux_points import write_flux_points
+
+    try:
+        edges = [float(x) for x in args.energy_edges.split(",")]
+    except ValueError:
+        raise ConfigError(
+            f"--energy-edges {args.energy_edges!r}: give comma-separated energies in GeV"
+        ) from None
+    ana = _analysis(args)
+    table = flux_points(
+        ana, edges, gamma_pw=args.gamma_pw, ul_confidence=args.ul_confidence, n_scan=args.n_scan
+    )
+    if args.out:
+        write_flux_points(table, args.out)
+    cols = ["e_min", "e_max", "astro_norm", "astro_norm_errn", "astro_norm_errp", "astro_norm_ul", "ts"]
+    rows = [
+        {c: float(np.asarray(table[c])[i]) for c in cols} | {"e2dnde": float(np.asarray(table["e2dnde"])[i])}
+        for i in range(len(table))
+    ]
+    if args.json:
+        emit_json({"out": args.out, "gamma_pw": args.gamma_pw, "likelihood": ana.likelihood, "rows": rows})
+    else:
+        table[[*cols, "e2dnde"]].pprint(max_width=-1)
+        if args.out:
+            print(f"-> {args.out}")
+    return 0
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from bayesnu.data.atomic import atomic_write_text
     from bayesnu.data.hese import write_hese_mc
@@ -179,6 +234,17 @@ def register(verbs: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the posterior (ArviZ netCDF) here")
     p.set_defaults(func=_sample)
+
+    p = verbs["flux-points"].add_parser(
+        "diffuse", help="diffuse flux points in true energy (gammapy / GADF likelihood SED)"
+    )
+    _common(p)
+    p.add_argument("--energy-edges", required=True, help="true-energy edges [GeV], comma-separated")
+    p.add_argument("--gamma-pw", type=float, default=2.0, help="spectral index inside each bin")
+    p.add_argument("--ul-confidence", type=float, default=0.95, help="one-sided upper-limit confidence")
+    p.add_argument("--n-scan", type=int, default=15, help="points of each bin's likelihood scan")
+    p.add_argument("--out", default=None, help="write the table (.ecsv or .fits)")
+    p.set_defaults(func=_flux_points)
 
     p = verbs["data"].add_parser("simulate-hese", help="write simulated MC in the HESE release schema")
     p.add_argument("outdir", help="output directory (the three HESE_mc_*.json files)")

@@ -16,10 +16,11 @@ Astrophysical test statistic
 Flux points
     The astrophysical flux is replaced by :math:`\Phi_j (E/E_j)^{-\gamma_\mathrm{pw}}` in
     true-energy bins :math:`j` (geometric centre :math:`E_j`), every :math:`\Phi_j`
-    and nuisance fitted together; per bin the best fit, profile-likelihood errors
-    (:math:`\lambda = 0.5` crossings), the 95% upper limit (one-sided,
-    :math:`\lambda = 1.353`), :math:`TS_j` and the profile scan in :math:`\Phi_j` are
-    returned as arrays for the shared flux-point table writer.
+    and nuisance fitted together; per bin the shared engine
+    :func:`bayesnu.frequentist.flux_points.estimate_flux_points` gives the best fit,
+    profile-likelihood errors (:math:`\lambda = 0.5` crossings), the 95% upper limit
+    (one-sided, :math:`\lambda = 1.353`), :math:`TS_j` and the profile scan in
+    :math:`\Phi_j`, as a gammapy / GADF likelihood SED table.
 """
 
 from __future__ import annotations
@@ -32,12 +33,24 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from astropy import units as u
+from astropy.table import Table
 from scipy import stats
+from threadpoolctl import threadpool_limits
 
 from bayesnu.analyses.diffuse.analysis import DiffuseAnalysis
-from bayesnu.analyses.diffuse.model import DiffuseInputs, log_density
-from bayesnu.errors import DataFormatError
+from bayesnu.analyses.diffuse.model import (
+    ASTRO_PIVOT_GEV,
+    ASTRO_UNIT_PER_FLAVOUR,
+    DiffuseInputs,
+    component_weights,
+    event_weights,
+    log_density,
+)
+from bayesnu.analyses.diffuse.params import Prior
+from bayesnu.errors import ConfigError, DataFormatError
 from bayesnu.inference import ParamSpec, maximize
+from bayesnu.likelihood.binned import bin_sums
 
 
 def wilks_threshold(confidence: float, dof: int) -> float:
@@ -289,34 +302,325 @@ def astro_ts(analysis: DiffuseAnalysis) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- flux points
 def _piecewise_log_density(
-    theta: dict, inputs: DiffuseInputs, segment: jax.Array, log_e_rel: jax.Array, gamma_pw: jax.Array
+    pieces: jax.Array,
+    theta: dict,
+    inputs: DiffuseInputs,
+    segment: jax.Array,
+    log_e_rel: jax.Array,
+    gamma_pw: jax.Array,
 ) -> jax.Array:
-    """Log-density with the astro flux replaced by per-segment normalisations ``piece_j``.
+    """Log-density with the astro flux replaced by per-bin normalisations ``pieces[j]``.
 
     ``segment[i]`` is the true-energy bin of event ``i`` (-1 outside: no astro flux),
-    ``log_e_rel[i] = ln(E_i / E_j)``.
+    ``log_e_rel[i] = ln(E_i / E_j)``; ``inputs`` must carry flat priors on astro_norm and
+    astro_gamma (see :func:`_piecewise_inputs`), which are set to 1 and 0 here so that the
+    scaled ``astro_base`` is the whole astrophysical weight.
     """
-    n_pieces = sum(1 for k in theta if k.startswith("piece_"))
-    norms = jnp.stack([theta[f"piece_{j}"] for j in range(n_pieces)])
-    eff = jnp.where(segment >= 0, norms[jnp.clip(segment, 0, n_pieces - 1)], 0.0)
-    # astro_gamma = 0 and astro_norm = 1 leave astro_base as the whole astrophysical weight
+    n_pieces = pieces.shape[0]
+    eff = jnp.where(segment >= 0, pieces[jnp.clip(segment, 0, n_pieces - 1)], 0.0)
     shape = jnp.exp(-gamma_pw * log_e_rel)
     theta = dict(theta)
     theta["astro_gamma"] = jnp.asarray(0.0)
     theta["astro_norm"] = jnp.asarray(1.0)
     base = replace(inputs, astro_base=inputs.astro_base * eff * shape)
-    rest = {k: v for k, v in theta.items() if not k.startswith("piece_")}
-    return log_density(rest, base)
+    return log_density(theta, base)
+
+
+def _piecewise_inputs(inputs: DiffuseInputs) -> DiffuseInputs:
+    """``inputs`` with flat priors on astro_norm / astro_gamma (replaced by the pieces)."""
+    flat = Prior()
+    priors = tuple((n, flat if n in ("astro_norm", "astro_gamma") else p) for n, p in inputs.priors)
+    return replace(inputs, priors=priors)
+
+
+class PiecewiseReference:
+    """Reference model of the diffuse flux points: amplitude ``amplitude[j]`` in true-energy bin ``j``.
+
+    Per-flavour (:math:`\\nu + \\bar\\nu`) intensity
+    :math:`dN/dE = A_j\\,10^{-18}/3\\,(E/E_j)^{-\\gamma_\\mathrm{pw}}`
+    [GeV^-1 cm^-2 s^-1 sr^-1] inside bin :math:`j` (:math:`E_j` its geometric centre,
+    :math:`A_j` a six-neutrino normalisation in the unit of ``astro_norm``), the shape of
+    the piecewise model, so that a flux point's ``norm`` :math:`\\nu_j` scales it to
+    :math:`\\Phi_j = \\nu_j A_j`. Implements the ``dnde``, ``integral`` and
+    ``energy_flux`` interface of :class:`bayesnu.frequentist.flux_points.FluxPointsProblem`.
+    """
+
+    def __init__(self, edges_gev: Sequence[float], gamma_pw: float, amplitude: Sequence[float]) -> None:
+        self.edges = np.asarray(edges_gev, dtype=float)
+        self.e_ref = np.sqrt(self.edges[:-1] * self.edges[1:])
+        self.gamma_pw = float(gamma_pw)
+        self.amplitude = np.asarray(amplitude, dtype=float)
+        if self.amplitude.shape != self.e_ref.shape or not np.all(self.amplitude > 0):
+            raise ConfigError("the reference needs one positive amplitude per flux-point bin")
+
+    def _bin(self, e: np.ndarray) -> np.ndarray:
+        j = np.searchsorted(self.edges, e, side="right") - 1
+        return np.clip(j, 0, self.e_ref.size - 1)
+
+    def dnde(self, e_gev: np.ndarray) -> np.ndarray:
+        """Per-flavour dN/dE [GeV^-1 cm^-2 s^-1 sr^-1] (each energy in its bin; an edge in the upper one)."""
+        e = np.asarray(e_gev, dtype=float)
+        j = self._bin(e)
+        return self.amplitude[j] * ASTRO_UNIT_PER_FLAVOUR * (e / self.e_ref[j]) ** -self.gamma_pw
+
+    def _moment(self, e1: np.ndarray, e2: np.ndarray, k: float) -> np.ndarray:
+        """:math:`\\int E^k\\,dN/dE\\,dE` over [e1, e2] inside one bin (that of the midpoint)."""
+        e1, e2 = np.asarray(e1, dtype=float), np.asarray(e2, dtype=float)
+        j = self._bin(np.sqrt(e1 * e2))
+        ej, g = self.e_ref[j], self.gamma_pw
+        p = k - g + 1.0
+        val = ej**g * np.log(e2 / e1) if abs(p) < 1e-12 else ej**g * (e2**p - e1**p) / p
+        return self.amplitude[j] * ASTRO_UNIT_PER_FLAVOUR * val
+
+    def integral(self, e1_gev: np.ndarray, e2_gev: np.ndarray) -> np.ndarray:
+        """Per-flavour integral flux [cm^-2 s^-1 sr^-1] between the energies (within one bin)."""
+        return self._moment(e1_gev, e2_gev, 0.0)
+
+    def energy_flux(self, e1_gev: np.ndarray, e2_gev: np.ndarray) -> np.ndarray:
+        """Per-flavour energy flux [GeV cm^-2 s^-1 sr^-1] between the energies (within one bin)."""
+        return self._moment(e1_gev, e2_gev, 1.0)
+
+
+def _reference_amplitudes(analysis: DiffuseAnalysis, e_ref: np.ndarray) -> np.ndarray:
+    """Six-neutrino normalisations at ``e_ref`` of the best-fit single power law (1 where it vanishes)."""
+    fit = analysis.fit(compute_errors=False)
+    norm, gamma = fit.params["astro_norm"], fit.params["astro_gamma"]
+    amp = norm * (e_ref / ASTRO_PIVOT_GEV) ** -gamma
+    ok = np.isfinite(amp) & (amp > 0)
+    return np.where(ok, amp, 1.0)
+
+
+def flux_points(
+    analysis: DiffuseAnalysis,
+    edges_gev: Sequence[float],
+    gamma_pw: float = 2.0,
+    n_scan: int = 15,
+    ul_confidence: float = 0.95,
+    progress: bool | None = None,
+    norm_scan: Sequence[float] | None = None,
+    reference: Sequence[float] | None = None,
+) -> Table:
+    """Differential flux points as a gammapy / GADF likelihood SED table (the shared engine).
+
+    The astrophysical flux is replaced by :math:`\\Phi_j (E/E_j)^{-\\gamma_\\mathrm{pw}}`
+    in true-energy bins :math:`j`; all :math:`\\Phi_j` and the free nuisance parameters
+    are fitted together, and each bin's :math:`\\Phi_j` is profiled with everything else
+    re-optimised, by :func:`bayesnu.frequentist.flux_points.estimate_flux_points` (the
+    same code as the point-source flux points). Definitions as before: 1-sigma errors at
+    :math:`\\Delta(-\\ln L) = 0.5`, one-sided upper limits at
+    :math:`\\Delta(-\\ln L) = \\tfrac12 (\\Phi^{-1}(\\mathrm{cl}))^2` (1.353 for 95%),
+    :math:`TS_j = 2\\,[\\min_{\\Phi_j = 0} - \\min]` of ``-LLH``; values are now found by
+    root finding on the profile instead of interpolation on a coarse scan.
+
+    Parameters
+    ----------
+    analysis
+        The analysis (its fixed parameters and priors apply).
+    edges_gev
+        True-energy bin edges [GeV]; MC events outside get no astrophysical flux.
+    gamma_pw
+        Spectral index inside each bin.
+    n_scan
+        Points of the likelihood scan ``norm_scan`` / ``stat_scan`` when ``norm_scan``
+        is not given: 0 and ``n_scan - 1`` values log-spaced over 0.1 .. 10 (relative
+        to the reference).
+    ul_confidence
+        Confidence of the one-sided upper limits. The table's ``UL_CONF`` follows
+        gammapy's convention :math:`1 - 2\\,Q(n_{\\sigma,UL})` (0.90 for 0.95 one-sided,
+        :math:`n_{\\sigma,UL} = 1.645`); ``UL_1SIDE`` holds ``ul_confidence``.
+    progress
+        Progress bar over bins.
+    norm_scan
+        Scan values of the norm (relative to the reference; same for every bin).
+    reference
+        Six-neutrino normalisation :math:`A_j` at each bin's ``e_ref`` of the reference
+        model (unit of ``astro_norm``); default: the best-fit single power law.
+
+    Returns
+    -------
+    astropy.table.Table
+        The shared engine's columns -- ``e_ref``, ``e_min``, ``e_max`` [GeV], ``norm``
+        (relative to the reference, gammapy's convention), ``norm_err`` (Hessian),
+        ``norm_errn``/``norm_errp`` (profile, 1 sigma; ``norm_errn = norm`` where the
+        interval reaches 0), ``norm_ul``, ``ts``, ``sqrt_ts``, ``npred`` (all predicted
+        events), ``npred_excess`` (astrophysical events from the bin), ``counts``
+        (observed events in the fit), ``success``, ``norm_scan``, ``stat_scan``
+        (:math:`-2\\ln L`), ``stat``, ``stat_null``, the GADF ``loglike`` forms, per-flavour
+        ``dnde*`` and ``e2dnde*`` at ``e_ref`` (intensities per sr, with gammapy's units
+        of an isotropic model, GeV^-1 cm^-2 s^-1 and GeV cm^-2 s^-1: a spectral model
+        times a ``ConstantSpatialModel`` of 1 sr^-1; metadata ``SPATIAL``) -- plus
+        ``astro_norm``, ``astro_norm_errn``, ``astro_norm_errp``, ``astro_norm_ul``:
+        :math:`\\Phi_j` (six-neutrino flux at ``e_ref`` in 1e-18 GeV^-1 cm^-2 s^-1 sr^-1,
+        the unit of ``astro_norm``) and its errors; metadata ``SED_TYPE`` (likelihood),
+        ``UL_CONF``, ``UL_1SIDE``, ``gamma_pw``. Write it
+        with :func:`bayesnu.frequentist.flux_points.write_flux_points` (ECSV / FITS, read
+        by ``gammapy.estimators.FluxPoints.read``); :meth:`FluxPoints.from_table` gives
+        the former attribute view.
+    """
+    from bayesnu.frequentist.flux_points import FluxPointBin, FluxPointsProblem, estimate_flux_points
+
+    edges = np.asarray(edges_gev, dtype=float)
+    if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0) or edges[0] <= 0:
+        raise ConfigError("edges_gev must be at least two increasing positive energies [GeV]")
+    if not 0.5 < ul_confidence < 1.0:
+        raise ConfigError(f"ul_confidence must lie in (0.5, 1), got {ul_confidence}")
+    e_ref = np.sqrt(edges[:-1] * edges[1:])
+    nb = e_ref.size
+    amp = _reference_amplitudes(analysis, e_ref) if reference is None else np.asarray(reference, float)
+    ref = PiecewiseReference(edges, gamma_pw, amp)
+    energy = np.asarray(analysis.mc_fields["primaryEnergy"], dtype=float)
+    seg = np.digitize(energy, edges) - 1
+    seg[(seg < 0) | (seg >= nb)] = -1
+    log_e_rel = np.log(energy / e_ref[np.clip(seg, 0, nb - 1)])
+    inputs = _piecewise_inputs(analysis.inputs)
+    common = {"inputs": inputs, "segment": jnp.asarray(seg), "log_e_rel": jnp.asarray(log_e_rel),
+              "gamma_pw": jnp.asarray(float(gamma_pw)), "amp": jnp.asarray(amp)}  # fmt: skip
+
+    # joint fit of all pieces (relative to the reference) and nuisances: every bin's start
+    specs = [s for s in analysis.parameter_specs() if s.name not in ("astro_gamma", "astro_norm")]
+    names = [s.name for s in specs if s.name not in analysis.fixed]
+    fixed = {k: float(v) for k, v in analysis.fixed.items()}
+
+    def joint(theta: dict, c: dict) -> jax.Array:
+        x = jnp.stack([theta[f"piece_{j}"] for j in range(nb)])
+        rest = {k: v for k, v in theta.items() if not k.startswith("piece_")}
+        return _piecewise_log_density(
+            x * c["amp"], rest, c["inputs"], c["segment"], c["log_e_rel"], c["gamma_pw"]
+        )
+
+    piece_specs = [ParamSpec(f"piece_{j}", 1.0, 0.0, math.inf) for j in range(nb)]
+    glob = maximize(joint, specs + piece_specs, args=(common,), fixed=fixed, compute_cov=False)
+    best = np.array([glob.params[f"piece_{j}"] for j in range(nb)])
+    bounds = {s.name: (s.lower, s.upper) for s in specs}
+
+    # nuisance vector: [all nb relative pieces, free parameters]; slot j of bin j is a dummy,
+    # decoupled from the likelihood and held at its start by a quadratic term that vanishes
+    # there (the Hessian stays invertible and every bin compiles the same statistic)
+    def unpack(norm: jax.Array, nuis: jax.Array, data: dict) -> tuple[jax.Array, dict]:
+        pieces = nuis[:nb].at[data["j"]].set(norm) * data["amp"]
+        theta = {n: jnp.asarray(v) for n, v in fixed.items()}
+        theta.update({n: nuis[nb + k] for k, n in enumerate(names)})
+        return pieces, theta
+
+    def stat(norm: jax.Array, nuis: jax.Array, data: dict) -> jax.Array:
+        pieces, theta = unpack(norm, nuis, data)
+        logp = _piecewise_log_density(
+            pieces, theta, data["inputs"], data["segment"], data["log_e_rel"], data["gamma_pw"]
+        )
+        return -2.0 * logp + (nuis[data["j"]] - data["dummy"]) ** 2
+
+    def npred(norm: jax.Array, nuis: jax.Array, data: dict) -> jax.Array:
+        pieces, theta = unpack(norm, nuis, data)
+        return jnp.sum(_piecewise_bin_sums(pieces, theta, data)[0])
+
+    def npred_signal(norm: jax.Array, nuis: jax.Array, data: dict) -> jax.Array:
+        pieces, theta = unpack(norm, nuis, data)
+        only = jnp.zeros_like(pieces).at[data["j"]].set(pieces[data["j"]])
+        return _astro_events(only, theta, data)
+
+    n_obs = float(np.sum(analysis.counts[np.asarray(analysis.inputs.has_mc)]))
+    bins = [
+        FluxPointBin(float(edges[j]), float(edges[j + 1]),
+                     {**common, "j": jnp.asarray(j, dtype=jnp.int32), "dummy": jnp.asarray(best[j])},
+                     counts=n_obs)
+        for j in range(nb)
+    ]  # fmt: skip
+    nuis0 = np.concatenate([best, [glob.params[n] for n in names]])
+    nuis_bounds = [(0.0, math.inf)] * nb + [bounds[n] for n in names]
+    scan = (
+        np.concatenate([[0.0], np.geomspace(0.1, 10.0, max(n_scan - 1, 1))])
+        if norm_scan is None
+        else np.asarray(norm_scan, dtype=float)
+    )
+    problem = FluxPointsProblem(
+        stat=stat, bins=bins, reference=ref, npred=npred, npred_signal=npred_signal,
+        nuisance_init=nuis0, nuisance_bounds=nuis_bounds,
+    )  # fmt: skip
+    n_sigma_ul = float(stats.norm.ppf(ul_confidence))
+    # thousands of small L-BFGS-B problems: multi-threaded BLAS only adds overhead (10x on 2 cores)
+    with threadpool_limits(1, user_api="blas"):
+        table = estimate_flux_points(
+            problem,
+            reoptimize=True,
+            n_sigma=1.0,
+            n_sigma_ul=n_sigma_ul,
+            norm_scan=scan,
+            norm_bounds=(0.0, math.inf),
+            norm_init=1.0,
+            progress=progress,
+        )
+    return _finish_table(table, ref, -2.0 * glob.logp, gamma_pw, ul_confidence, analysis.likelihood)
+
+
+def _finish_table(
+    table: Table,
+    ref: PiecewiseReference,
+    stat_joint: float,
+    gamma_pw: float,
+    ul_confidence: float,
+    likelihood: str,
+) -> Table:
+    """Diffuse specifics on the shared engine's table: errors at the bound, success, Phi_j columns."""
+    # an interval reaching the physical bound: lower error down to 0 (as the former FluxPoints)
+    at_bound = ~np.isfinite(np.asarray(table["norm_errn"], dtype=float)) & (
+        np.asarray(table["ts"], dtype=float) < 1.0
+    )
+    table["norm_errn"][at_bound] = table["norm"][at_bound]
+    ref_dnde = ref.dnde(ref.e_ref)
+    for rep, refcol in (("dnde", ref_dnde), ("e2dnde", ref.e_ref**2 * ref_dnde)):
+        table[f"{rep}_errn"][at_bound] = table["norm_errn"][at_bound] * refcol[at_bound]
+    # L-BFGS-B at ftol 1e-15 often ends with ABNORMAL_TERMINATION although converged: a bin whose
+    # fit reaches the joint optimum (found beforehand, every piece and nuisance free) succeeded
+    reached = np.asarray(table["stat"], dtype=float) <= stat_joint + 1e-6
+    table["success"] = np.asarray(table["success"], dtype=bool) | reached
+    for suffix in ("", "_errn", "_errp", "_ul"):
+        table[f"astro_norm{suffix}"] = np.asarray(table[f"norm{suffix}"], dtype=float) * ref.amplitude
+    table.meta.update(
+        {
+            "gamma_pw": float(gamma_pw),
+            "UL_1SIDE": float(ul_confidence),
+            "energy": "true neutrino energy",
+            "PHI_UNIT": "astro_norm*: six-neutrino flux at e_ref, 1e-18 GeV-1 cm-2 s-1 sr-1",
+            "flux": "per flavour (nu + nubar)",
+            # gammapy's isotropic diffuse convention: a spectral model in cm-2 s-1 GeV-1 times a
+            # ConstantSpatialModel of 1 sr-1, so the flux columns hold intensities per sr
+            "SPATIAL": "ConstantSpatialModel 1 sr-1: dnde, e2dnde and ref_* are per sr",
+            "LIKELIHD": likelihood,
+            "analysis": "diffuse",
+        }
+    )
+    return table
+
+
+def _piecewise_bin_sums(pieces: jax.Array, theta: dict, data: dict) -> tuple[jax.Array, jax.Array]:
+    """Per-bin expected events (and squared weights) of the piecewise model, bins with MC only."""
+    full = dict(theta, astro_gamma=jnp.asarray(0.0), astro_norm=jnp.asarray(1.0))
+    inp = data["inputs"]
+    eff = jnp.where(data["segment"] >= 0, pieces[jnp.clip(data["segment"], 0, pieces.shape[0] - 1)], 0.0)
+    base = replace(inp, astro_base=inp.astro_base * eff * jnp.exp(-data["gamma_pw"] * data["log_e_rel"]))
+    mu, s2 = bin_sums(event_weights(full, base), inp.bin_index, inp.n_bins)
+    return jnp.where(inp.has_mc, mu, 0.0), jnp.where(inp.has_mc, s2, 0.0)
+
+
+def _astro_events(pieces: jax.Array, theta: dict, data: dict) -> jax.Array:
+    """Expected astrophysical events (bins with MC) of the piecewise model."""
+    full = dict(theta, astro_gamma=jnp.asarray(0.0), astro_norm=jnp.asarray(1.0))
+    inp = data["inputs"]
+    eff = jnp.where(data["segment"] >= 0, pieces[jnp.clip(data["segment"], 0, pieces.shape[0] - 1)], 0.0)
+    base = replace(inp, astro_base=inp.astro_base * eff * jnp.exp(-data["gamma_pw"] * data["log_e_rel"]))
+    w = component_weights(full, base)["astro"]
+    mu = jax.ops.segment_sum(w, inp.bin_index, num_segments=inp.n_bins, indices_are_sorted=True)
+    return jnp.sum(jnp.where(inp.has_mc, mu, 0.0))
 
 
 @dataclass(frozen=True)
 class FluxPoints:
-    """Piecewise astrophysical normalisations in true-energy bins.
+    """Attribute view of a diffuse flux-point table (the former return type of :func:`flux_points`).
 
     ``norm`` is the six-neutrino flux at ``e_ref_gev`` in 1e-18 GeV^-1 cm^-2 s^-1 sr^-1
     (like ``astro_norm``); ``e2dnde`` the per-flavour (nu + nubar) :math:`E^2\\,dN/dE`
     [GeV cm^-2 s^-1 sr^-1] at ``e_ref_gev``. ``norm_scan`` / ``neg_llh_scan`` hold the
-    profile of each bin (rows) in its normalisation.
+    profile of each bin (rows) in its normalisation (``-LLH``, i.e. ``stat_scan / 2``).
     """
 
     e_min_gev: np.ndarray
@@ -332,107 +636,43 @@ class FluxPoints:
     gamma_pw: float
     ul_confidence: float = 0.95
 
+    @classmethod
+    def from_table(cls, table: Table) -> FluxPoints:
+        """The view of a table returned by :func:`flux_points` (or read back from a file)."""
+
+        def col(name: str) -> np.ndarray:
+            c = table[name]
+            if name.startswith("e_") and c.unit is not None:
+                return np.asarray(u.Quantity(c).to_value(u.GeV), dtype=float)
+            return np.asarray(c, dtype=float)
+
+        amp = col("astro_norm") / np.where(col("norm") != 0, col("norm"), np.nan)
+        amp = np.where(np.isfinite(amp), amp, np.asarray(table["ref_dnde"]) / ASTRO_UNIT_PER_FLAVOUR)
+        return cls(
+            col("e_min"),
+            col("e_max"),
+            col("e_ref"),
+            col("astro_norm"),
+            col("astro_norm_errn"),
+            col("astro_norm_errp"),
+            col("astro_norm_ul"),
+            col("ts"),
+            np.asarray(table["norm_scan"], dtype=float) * amp[:, None],
+            0.5 * np.asarray(table["stat_scan"], dtype=float),
+            float(table.meta.get("gamma_pw", table.meta.get("GAMMA_PW", math.nan))),
+            float(table.meta.get("UL_1SIDE", 0.95)),
+        )
+
     @property
     def e2dnde(self) -> np.ndarray:
         """Per-flavour :math:`E^2 dN/dE` at ``e_ref_gev`` [GeV cm^-2 s^-1 sr^-1]."""
-        return self.norm * 1e-18 / 3.0 * self.e_ref_gev**2
+        return self.norm * ASTRO_UNIT_PER_FLAVOUR * self.e_ref_gev**2
 
     def to_dict(self) -> dict:
-        """Arrays as lists (for JSON and the flux-point table writer)."""
+        """Arrays as lists (for JSON)."""
         d = {k: np.asarray(v).tolist() for k, v in self.__dict__.items()}
         d["e2dnde_per_flavour_gev_cm2_s_sr"] = self.e2dnde.tolist()
         return d
-
-
-def flux_points(
-    analysis: DiffuseAnalysis,
-    edges_gev: Sequence[float],
-    gamma_pw: float = 2.0,
-    n_scan: int = 15,
-    ul_confidence: float = 0.95,
-    progress: bool | None = None,
-) -> FluxPoints:
-    """Differential flux points: piecewise astro normalisations, other parameters re-optimised.
-
-    Parameters
-    ----------
-    analysis
-        The analysis (its fixed parameters and priors apply).
-    edges_gev
-        True-energy bin edges [GeV]; events outside get no astrophysical flux.
-    gamma_pw
-        Spectral index inside each bin.
-    n_scan
-        Points of each bin's normalisation scan (0 .. about 4 sigma above the best fit).
-    ul_confidence
-        Confidence of the one-sided upper limits (profile-likelihood, Wilks).
-    """
-    from tqdm.auto import tqdm
-
-    edges = np.asarray(edges_gev, dtype=float)
-    e_ref = np.sqrt(edges[:-1] * edges[1:])
-    nb = e_ref.size
-    energy = np.asarray(analysis.mc_fields["primaryEnergy"], dtype=float)
-    seg = np.digitize(energy, edges) - 1
-    seg[(seg < 0) | (seg >= nb)] = -1
-    log_e_rel = np.log(energy / e_ref[np.clip(seg, 0, nb - 1)])
-    args = (analysis.inputs, jnp.asarray(seg), jnp.asarray(log_e_rel), jnp.asarray(gamma_pw))
-    specs = [s for s in analysis.parameter_specs() if s.name not in ("astro_gamma", "astro_norm")]
-    specs += [ParamSpec(f"piece_{j}", 1.0, 0.0, math.inf) for j in range(nb)]
-    fixed = {k: v for k, v in analysis.fixed.items()}
-    glob = maximize(_piecewise_log_density, specs, args=args, fixed=fixed, compute_cov=False)
-    best_norm = np.array([glob.params[f"piece_{j}"] for j in range(nb)])
-    best_val = -glob.logp
-    ul_level = 0.5 * float(stats.chi2.ppf(2 * ul_confidence - 1, 1))
-    norm_scan = np.zeros((nb, n_scan))
-    llh_scan = np.zeros((nb, n_scan))
-    ts = np.zeros(nb)
-    errn, errp, ul = (np.full(nb, np.nan) for _ in range(3))
-    bar = tqdm(range(nb), desc="flux points", disable=(not _isatty()) if progress is None else not progress)
-    for j in bar:
-        name = f"piece_{j}"
-        start = {k: v for k, v in glob.params.items() if k not in fixed and k != name}
-
-        def prof(value: float, start=start, name=name) -> float:
-            fx = {**fixed, name: value}
-            r = maximize(
-                _piecewise_log_density, specs, args=args, fixed=fx, starts=[start], compute_cov=False
-            )
-            return -r.logp
-
-        null = prof(0.0)
-        ts[j] = 2.0 * (null - best_val)
-        # step from the curvature-free guess: scan up to where the profile exceeds the UL level
-        hi = max(best_norm[j] * 3.0, 2.0 * (best_norm[j] + 1.0))
-        grid = np.linspace(0.0, hi, n_scan)
-        vals = np.array([null if v == 0.0 else prof(float(v)) for v in grid])
-        while vals[-1] - best_val < ul_level + 0.5 and hi < 1e4:
-            hi *= 2.0
-            grid = np.linspace(0.0, hi, n_scan)
-            vals = np.array([null if v == 0.0 else prof(float(v)) for v in grid])
-        norm_scan[j], llh_scan[j] = grid, vals
-        d = vals - best_val
-        above = grid >= best_norm[j]
-        ul[j] = _crossing(grid[above], d[above], ul_level) if above.any() else math.nan
-        lo_x, lo_d = np.append(grid[~above], best_norm[j])[::-1], np.append(d[~above], 0.0)[::-1]
-        lo = _crossing(lo_x, lo_d, 0.5) if lo_x.size > 1 else math.nan
-        up = _crossing(np.insert(grid[above], 0, best_norm[j]), np.insert(d[above], 0, 0.0), 0.5)
-        errn[j] = best_norm[j] - lo if math.isfinite(lo) else best_norm[j]
-        errp[j] = up - best_norm[j]
-    return FluxPoints(
-        edges[:-1],
-        edges[1:],
-        e_ref,
-        best_norm,
-        errn,
-        errp,
-        ul,
-        ts,
-        norm_scan,
-        llh_scan,
-        float(gamma_pw),
-        ul_confidence,
-    )
 
 
 def astro_norm_to_per_flavour(norm: float | np.ndarray) -> float | np.ndarray:
