@@ -10,8 +10,8 @@ from pathlib import Path
 from bayesnu.cli import emit_json, report
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
-    """Arguments selecting the data and the source (shared by point-source commands)."""
+def add_release_args(p: argparse.ArgumentParser) -> None:
+    """Arguments selecting the data, the fit ranges and the response (no source position)."""
     p.add_argument("--data", required=True, help="release directory (events/, uptime/, irfs/)")
     p.add_argument(
         "--seasons",
@@ -19,11 +19,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         help="comma-separated seasons, e.g. IC40,IC59 or IC86_II-VII (default: all)",
     )
     p.add_argument("--release", choices=["auto", "10y", "14y"], default="auto")
-    p.add_argument("--ra", type=float, required=True, help="source right ascension [deg]")
-    p.add_argument("--dec", type=float, required=True, help="source declination [deg]")
-    p.add_argument("--name", default="", help="source name")
-    p.add_argument("--selection-deg", type=float, default=10.0, help="box event selection half-size [deg]")
-    p.add_argument("--ns-max", type=float, default=1000.0, help="upper bound of ns")
+    p.add_argument("--ns-max", type=float, default=1000.0, help="upper bound of ns (and of its flat prior)")
     p.add_argument("--gamma-min", type=float, default=1.0)
     p.add_argument("--gamma-max", type=float, default=4.0)
     p.add_argument(
@@ -34,6 +30,15 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    help="interpolation of the energy PDFs in gamma (parabola = SkyLLH)")  # fmt: skip
     p.add_argument("--yield-dec-axis", choices=["sin_dec", "skyllh"], default="sin_dec",
                    help="declination axis of the detector-yield spline (skyllh: SkyLLH 26.1)")  # fmt: skip
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """Arguments selecting the data and the source (shared by point-source commands)."""
+    add_release_args(p)
+    p.add_argument("--ra", type=float, required=True, help="source right ascension [deg]")
+    p.add_argument("--dec", type=float, required=True, help="source declination [deg]")
+    p.add_argument("--name", default="", help="source name")
+    p.add_argument("--selection-deg", type=float, default=10.0, help="box event selection half-size [deg]")
 
 
 def build_analysis(args: argparse.Namespace, priors=None):

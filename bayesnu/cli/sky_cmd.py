@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from bayesnu.cli import emit_json, report
+from bayesnu.cli.point_source_cmd import add_release_args
 from bayesnu.errors import ConfigError
 
 #: Value of ``--dec-range``/``--gamma`` that starts with a minus sign is a value, not an option.
@@ -25,31 +26,14 @@ _NEGATIVE_VALUE = re.compile(r"^-\.?\d[\d.,eE+_-]*$")
 
 
 # ---------------------------------------------------------------------------- arguments
-def add_release_args(p: argparse.ArgumentParser) -> None:
-    """Arguments selecting the data and the fit ranges (no source position)."""
-    p.add_argument("--data", required=True, help="release directory (events/, uptime/, irfs/)")
-    p.add_argument(
-        "--seasons",
-        default=None,
-        help="comma-separated seasons, e.g. IC40,IC59 or IC86_II-VII (default: all)",
-    )
-    p.add_argument("--release", choices=["auto", "10y", "14y"], default="auto")
-    p.add_argument("--ns-max", type=float, default=1000.0, help="upper bound of ns (and of its flat prior)")
-    p.add_argument("--gamma-min", type=float, default=1.0)
-    p.add_argument("--gamma-max", type=float, default=4.0)
+def add_scan_args(p: argparse.ArgumentParser) -> None:
+    """Arguments selecting the data and the fit ranges (no source position) and ``--gamma``."""
+    add_release_args(p)
     p.add_argument(
         "--gamma",
         default="free",
         help="spectral index of the fit: 'free' (default) or a fixed value such as 2.0 (faster)",
     )
-    p.add_argument(
-        "--e0-gev", type=float, default=1000.0, help="reference energy of the flux normalisation [GeV]"
-    )
-    p.add_argument("--e-cut-gev", type=float, default=None, help="exponential cut-off energy [GeV]")
-    p.add_argument("--interp", choices=["hermite", "parabola"], default="hermite",
-                   help="interpolation of the energy PDFs in gamma (parabola = SkyLLH)")  # fmt: skip
-    p.add_argument("--yield-dec-axis", choices=["sin_dec", "skyllh"], default="sin_dec",
-                   help="declination axis of the detector-yield spline (skyllh: SkyLLH 26.1)")  # fmt: skip
     p._negative_number_matcher = _NEGATIVE_VALUE  # type: ignore[attr-defined]
 
 
@@ -393,7 +377,7 @@ def _trials(args: argparse.Namespace) -> int:
 def register(verbs: dict[str, Any]) -> None:
     """Add ``scan``, ``sample spatial-prior`` and ``trials spatial-prior``."""
     p = verbs["scan"]
-    add_release_args(p)
+    add_scan_args(p)
     add_prior_args(p, required=False)
     p.add_argument("--nside", type=int, default=None, help="HEALPix resolution of the scan (default 64)")
     p.add_argument("--dec-range", default="-85,85",
@@ -409,7 +393,7 @@ def register(verbs: dict[str, Any]) -> None:
     p = verbs["sample"].add_parser(
         "spatial-prior", help="NUTS posterior of (RA, Dec, ns, gamma) with a sky-map prior on the position"
     )
-    add_release_args(p)
+    add_scan_args(p)
     add_prior_args(p, required=True)
     p.add_argument("--nside", type=int, default=None, help="HEALPix resolution of the region scan (64)")
     p.add_argument("--chains", type=int, default=4)
@@ -425,7 +409,7 @@ def register(verbs: dict[str, Any]) -> None:
     p = verbs["trials"].add_parser(
         "spatial-prior", help="background (scrambled RA) or signal trials (position drawn from the prior)"
     )
-    add_release_args(p)
+    add_scan_args(p)
     add_prior_args(p, required=True)
     p.add_argument("--nside", type=int, default=None, help="HEALPix resolution of the region scan (64)")
     p.add_argument("--n", type=int, default=100, help="number of trials")

@@ -169,24 +169,7 @@ def hermite_uniform(values: jax.Array, x0: float, dx: float, x: jax.Array) -> ja
     jax.Array
         Interpolated values, shape ``broadcast(values.shape[:-1], x.shape)``.
     """
-    values = jnp.asarray(values)
-    k_max = values.shape[-1] - 1
-    u = (jnp.asarray(x, dtype=float) - x0) / dx
-    k = jnp.clip(jnp.floor(u).astype(jnp.int32), 0, k_max - 1)
-    t = u - k
-    shape = jnp.broadcast_shapes(values.shape[:-1], jnp.shape(u))
-    kb = jnp.broadcast_to(k, shape)
-    vb = jnp.broadcast_to(values, (*shape, values.shape[-1]))
-
-    def take(idx: jax.Array) -> jax.Array:
-        return jnp.take_along_axis(vb, jnp.clip(idx, 0, k_max)[..., None], axis=-1)[..., 0]
-
-    # Only the four nodes around each point: slopes are centred differences, one-sided at the ends.
-    ym, y0, y1, y2 = take(kb - 1), take(kb), take(kb + 1), take(kb + 2)
-    m0 = jnp.where(kb > 0, 0.5 * (y1 - ym), y1 - y0)
-    m1 = jnp.where(kb + 1 < k_max, 0.5 * (y2 - y0), y1 - y0)
-    t2, t3 = t * t, t * t * t
-    return (2 * t3 - 3 * t2 + 1) * y0 + (t3 - 2 * t2 + t) * m0 + (-2 * t3 + 3 * t2) * y1 + (t3 - t2) * m1
+    return hermite_uniform_d2(values, x0, dx, x)[0]
 
 
 def hermite_uniform_d2(
@@ -205,6 +188,7 @@ def hermite_uniform_d2(
     def take(idx: jax.Array) -> jax.Array:
         return jnp.take_along_axis(vb, jnp.clip(idx, 0, k_max)[..., None], axis=-1)[..., 0]
 
+    # Only the four nodes around each point: slopes are centred differences, one-sided at the ends.
     ym, y0, y1, y2 = take(kb - 1), take(kb), take(kb + 1), take(kb + 2)
     m0 = jnp.where(kb > 0, 0.5 * (y1 - ym), y1 - y0)
     m1 = jnp.where(kb + 1 < k_max, 0.5 * (y2 - y0), y1 - y0)
