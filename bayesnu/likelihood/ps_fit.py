@@ -341,11 +341,11 @@ def fit_ns_gamma_nodes(
     max_polish
         Maximum number of two-dimensional Newton steps.
     profile_iter
-        ``(fixed_iter, max_iter)`` of :func:`profile_ns` at the nodes (gamma free only).
-        The polish makes the result exact, so the nodes need only a few Newton steps
-        from the exact first step (default 4: node values agree with fully converged
-        ones to ~1e-12 in TS on the test problems, at a third of the cost); with gamma
-        fixed the profile is the result and always runs to convergence.
+        ``(fixed_iter, max_iter)`` of :func:`profile_ns` at the nodes (gamma free only;
+        with gamma fixed the profile is the result and always runs to convergence). Keep
+        the nodes converged: the best node chooses the polish interval, and
+        :func:`log_marginal` expands about the nodes' ns (four steps picked the wrong
+        node for a strong source and biased ln B for a weak one).
 
     Returns
     -------
