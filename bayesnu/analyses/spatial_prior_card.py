@@ -41,7 +41,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bayesnu.analyses.point_source_card import DataSpec
+from bayesnu.analyses.point_source_card import DataSpec, OutputSpec
 from bayesnu.errors import ConfigError
 
 #: Posterior variables reported in the summary table and drawn in the corner plot.
@@ -136,12 +136,6 @@ class TrialsSpec(_Strict):
     n_background: int = Field(20, ge=0)
     seed: int = 2
     batch_size: int | None = Field(None, ge=1)
-
-
-class OutputSpec(_Strict):
-    """Output folder (relative to the working directory)."""
-
-    dir: str | None = None
 
 
 class SpatialPriorCard(_Strict):

@@ -41,6 +41,15 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--selection-deg", type=float, default=10.0, help="box event selection half-size [deg]")
 
 
+def print_posterior_table(summ: dict, names) -> None:
+    """Print the per-parameter summary of a posterior (mean, sd, 5%/95% quantiles, r_hat, ESS)."""
+    print(f"{'param':<10} {'mean':>12} {'sd':>12} {'q05':>12} {'q95':>12} {'r_hat':>7} {'ess_bulk':>9}")
+    for n in names:
+        s = summ["params"][n]
+        print(f"{n:<10} {s['mean']:12.4g} {s['sd']:12.4g} {s['q05']:12.4g} {s['q95']:12.4g} "
+              f"{s['r_hat']:7.3f} {s['ess_bulk']:9.0f}")  # fmt: skip
+
+
 def build_analysis(args: argparse.Namespace, priors=None):
     """Load the data and build a :class:`PointSourceAnalysis` from parsed arguments."""
     from bayesnu.analyses.point_source import PointSourceAnalysis, Source
@@ -117,11 +126,7 @@ def _sample(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(out)
         return 0
-    print(f"{'param':<10} {'mean':>12} {'sd':>12} {'q05':>12} {'q95':>12} {'r_hat':>7} {'ess_bulk':>9}")
-    for n in names:
-        s = summ["params"][n]
-        print(f"{n:<10} {s['mean']:12.4g} {s['sd']:12.4g} {s['q05']:12.4g} {s['q95']:12.4g} "
-              f"{s['r_hat']:7.3f} {s['ess_bulk']:9.0f}")  # fmt: skip
+    print_posterior_table(summ, names)
     print(
         f"divergences: {summ['divergences']}   wall {wall:.1f} s" + (f"   -> {args.out}" if args.out else "")
     )

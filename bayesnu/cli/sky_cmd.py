@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from bayesnu.cli import emit_json, report
-from bayesnu.cli.point_source_cmd import add_release_args
+from bayesnu.cli.point_source_cmd import add_release_args, print_posterior_table
 from bayesnu.errors import ConfigError
 
 #: Value of ``--dec-range``/``--gamma`` that starts with a minus sign is a value, not an option.
@@ -300,11 +300,7 @@ def _sample(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(out)
         return 0
-    print(f"{'param':<10} {'mean':>12} {'sd':>12} {'q05':>12} {'q95':>12} {'r_hat':>7} {'ess_bulk':>9}")
-    for n in names:
-        s = summ["params"][n]
-        print(f"{n:<10} {s['mean']:12.4g} {s['sd']:12.4g} {s['q05']:12.4g} {s['q95']:12.4g} "
-              f"{s['r_hat']:7.3f} {s['ess_bulk']:9.0f}")  # fmt: skip
+    print_posterior_table(summ, names)
     print(f"posterior mode (RA, Dec) = ({out['posterior_mode_ra']:.3f}, "
           f"{out['posterior_mode_dec']:.3f}) deg, "
           f"50% / 90% areas {out['area_50_deg2']:.3g} / {out['area_90_deg2']:.3g} deg^2")  # fmt: skip
