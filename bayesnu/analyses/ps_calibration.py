@@ -23,12 +23,19 @@ from bayesnu.analyses.point_source import PointSourceAnalysis, PSPriors, Source,
 from bayesnu.analyses.priors import Prior
 from bayesnu.analyses.ps_inputs import SeasonModel
 from bayesnu.analyses.ps_simulate import ModelSampler
-from bayesnu.inference.sbc import Coverage, UniformityTest, interval_coverage, rank, rank_uniformity
+from bayesnu.inference.sbc import (
+    Coverage,
+    GridMarginals,
+    UniformityTest,
+    interval_coverage,
+    rank,
+    rank_uniformity,
+)
 from bayesnu.likelihood.pointsource import PSInputs, log_lambda
 
 
 @dataclass(frozen=True)
-class GridPosterior:
+class GridPosterior(GridMarginals):
     """Posterior density on a regular (ns, gamma) grid (uniform priors).
 
     Attributes
@@ -39,32 +46,10 @@ class GridPosterior:
         ``(len(ns), len(gamma))`` normalised density (trapezoidal rule).
     """
 
+    _AXES = (("ns", "ns"), ("gamma", "gamma"))
     ns: np.ndarray
     gamma: np.ndarray
     density: np.ndarray
-
-    def _marginal(self, axis: int) -> tuple[np.ndarray, np.ndarray]:
-        x = self.ns if axis == 0 else self.gamma
-        other = self.gamma if axis == 0 else self.ns
-        m = np.trapezoid(self.density, other, axis=1 - axis)
-        return x, m / np.trapezoid(m, x)
-
-    def mean(self, name: str) -> float:
-        """Posterior mean of ``"ns"`` or ``"gamma"``."""
-        x, m = self._marginal(0 if name == "ns" else 1)
-        return float(np.trapezoid(x * m, x))
-
-    def sd(self, name: str) -> float:
-        """Posterior standard deviation."""
-        x, m = self._marginal(0 if name == "ns" else 1)
-        mu = np.trapezoid(x * m, x)
-        return float(np.sqrt(np.trapezoid((x - mu) ** 2 * m, x)))
-
-    def cdf(self, name: str, value: float) -> float:
-        """Marginal posterior CDF at ``value``."""
-        x, m = self._marginal(0 if name == "ns" else 1)
-        c = np.concatenate([[0.0], np.cumsum(0.5 * (m[1:] + m[:-1]) * np.diff(x))])
-        return float(np.interp(value, x, c / c[-1]))
 
 
 @partial(jax.jit, static_argnames=())

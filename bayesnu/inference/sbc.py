@@ -16,6 +16,49 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from bayesnu.errors import ConfigError
+
+
+class GridMarginals:
+    """Marginal summaries of a posterior density tabulated on a regular 2-D grid.
+
+    Subclasses (frozen dataclasses) hold the two node arrays and ``density`` of shape
+    ``(len(first), len(second))``, and name them in ``_AXES``: ``((parameter, attribute),
+    (parameter, attribute))``. Integrals use the trapezoidal rule; the CDF is linear
+    between nodes.
+    """
+
+    _AXES: tuple[tuple[str, str], tuple[str, str]]
+    density: np.ndarray
+
+    def marginal(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Nodes and normalised marginal density of parameter ``name``."""
+        names = [a[0] for a in self._AXES]
+        if name not in names:
+            raise ConfigError(f"the grid posterior has {' and '.join(names)}, not {name!r}")
+        axis = names.index(name)
+        x = getattr(self, self._AXES[axis][1])
+        other = getattr(self, self._AXES[1 - axis][1])
+        m = np.trapezoid(self.density, other, axis=1 - axis)
+        return x, m / np.trapezoid(m, x)
+
+    def mean(self, name: str) -> float:
+        """Posterior mean."""
+        x, m = self.marginal(name)
+        return float(np.trapezoid(x * m, x))
+
+    def sd(self, name: str) -> float:
+        """Posterior standard deviation."""
+        x, m = self.marginal(name)
+        mu = np.trapezoid(x * m, x)
+        return float(np.sqrt(np.trapezoid((x - mu) ** 2 * m, x)))
+
+    def cdf(self, name: str, value: float) -> float:
+        """Marginal posterior CDF at ``value``."""
+        x, m = self.marginal(name)
+        c = np.concatenate([[0.0], np.cumsum(0.5 * (m[1:] + m[:-1]) * np.diff(x))])
+        return float(np.interp(value, x, c / c[-1]))
+
 
 def rank(truth: float, draws: np.ndarray, rng: np.random.Generator | None = None) -> int:
     """Rank of ``truth`` among ``draws`` (ties, e.g. at a prior boundary, broken at random)."""

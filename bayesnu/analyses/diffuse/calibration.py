@@ -52,7 +52,14 @@ from bayesnu.analyses.diffuse.analysis import DiffuseAnalysis
 from bayesnu.analyses.diffuse.model import DiffuseInputs, diffuse, event_weights
 from bayesnu.analyses.diffuse.params import PARAMETER_NAMES, Prior
 from bayesnu.errors import ConfigError
-from bayesnu.inference.sbc import Coverage, UniformityTest, interval_coverage, rank, rank_uniformity
+from bayesnu.inference.sbc import (
+    Coverage,
+    GridMarginals,
+    UniformityTest,
+    interval_coverage,
+    rank,
+    rank_uniformity,
+)
 from bayesnu.likelihood.binned import TINY_EXPECTATION, bin_sums, binned_loglike
 from bayesnu.parallel import progress_bar
 
@@ -151,7 +158,7 @@ def draw_from_prior(priors: Mapping[str, Prior], names: Sequence[str], rng: np.r
 
 
 @dataclass(frozen=True)
-class GridPosterior2D:
+class GridPosterior2D(GridMarginals):
     """Posterior density on a regular (astro_norm, astro_gamma) grid (uniform priors).
 
     Attributes
@@ -162,36 +169,10 @@ class GridPosterior2D:
         ``(len(norm), len(gamma))`` density normalised by the trapezoidal rule.
     """
 
+    _AXES = (("astro_norm", "norm"), ("astro_gamma", "gamma"))
     norm: np.ndarray
     gamma: np.ndarray
     density: np.ndarray
-
-    def marginal(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Nodes and normalised marginal density of ``astro_norm`` or ``astro_gamma``."""
-        if name == "astro_norm":
-            x, m = self.norm, np.trapezoid(self.density, self.gamma, axis=1)
-        elif name == "astro_gamma":
-            x, m = self.gamma, np.trapezoid(self.density, self.norm, axis=0)
-        else:
-            raise ConfigError(f"the grid posterior has astro_norm and astro_gamma, not {name!r}")
-        return x, m / np.trapezoid(m, x)
-
-    def mean(self, name: str) -> float:
-        """Posterior mean."""
-        x, m = self.marginal(name)
-        return float(np.trapezoid(x * m, x))
-
-    def sd(self, name: str) -> float:
-        """Posterior standard deviation."""
-        x, m = self.marginal(name)
-        mu = np.trapezoid(x * m, x)
-        return float(np.sqrt(np.trapezoid((x - mu) ** 2 * m, x)))
-
-    def cdf(self, name: str, value: float) -> float:
-        """Marginal posterior CDF at ``value`` (trapezoidal rule, linear between nodes)."""
-        x, m = self.marginal(name)
-        c = np.concatenate([[0.0], np.cumsum(0.5 * (m[1:] + m[:-1]) * np.diff(x))])
-        return float(np.interp(value, x, c / c[-1]))
 
 
 class DiffuseGrid:
