@@ -23,6 +23,7 @@ from bayesnu.analyses.point_source import PointSourceAnalysis, PSPriors, Source,
 from bayesnu.analyses.priors import Prior
 from bayesnu.analyses.ps_inputs import SeasonModel
 from bayesnu.analyses.ps_simulate import ModelSampler
+from bayesnu.inference.repeated_nuts import RepeatedNUTS
 from bayesnu.inference.sbc import (
     Coverage,
     GridMarginals,
@@ -140,13 +141,11 @@ def run_sbc(
     progress
         Progress bar (default: only on a terminal).
     """
-    from numpyro.infer import MCMC, NUTS, init_to_value
-
     rng = np.random.default_rng(seed)
     samplers = [ModelSampler(m, source.ra_rad, source.dec_rad) for m in models]
     priors = PSPriors(gamma=Prior("uniform", low=gamma_prior[0], high=gamma_prior[1]),
                       ns=Prior("uniform", low=ns_prior[0], high=ns_prior[1]))  # fmt: skip
-    mcmc = None
+    sampler: RepeatedNUTS | None = None
     truths, quants, ranks = [], [], []
     n_draws = draws // thin
     it = range(n_datasets)
@@ -167,20 +166,12 @@ def run_sbc(
             quants.append(q)
             ranks.append((q[0] * n_draws, q[1] * n_draws))
             continue
-        if mcmc is None:
+        if sampler is None:
             model = partial(point_source_model, priors=priors, e0_gev=ana.e0_gev,
                             season_names=ana.season_names, yield_grid=None)  # fmt: skip
-            mcmc = MCMC(
-                NUTS(model, init_strategy=init_to_value(values={"ns": 0.5 * sum(ns_prior), "gamma": 2.5})),
-                num_warmup=warmup,
-                num_samples=draws,
-                thinning=thin,
-                num_chains=1,
-                progress_bar=False,
-                jit_model_args=True,
-            )
-        mcmc.run(jax.random.PRNGKey(seed * 100003 + k), inputs=ana.inputs)
-        s = mcmc.get_samples()
+            init = {"ns": 0.5 * sum(ns_prior), "gamma": 0.5 * sum(gamma_prior)}
+            sampler = RepeatedNUTS(model, init, warmup=warmup, draws=draws, thin=thin)
+        s = sampler.run(jax.random.PRNGKey(seed * 100003 + k), inputs=ana.inputs).samples
         r = (rank(ns_t, np.asarray(s["ns"]), rng), rank(g_t, np.asarray(s["gamma"]), rng))
         ranks.append(r)
         quants.append((r[0] / n_draws, r[1] / n_draws))

@@ -52,6 +52,7 @@ from bayesnu.analyses.diffuse.analysis import DiffuseAnalysis
 from bayesnu.analyses.diffuse.model import DiffuseInputs, diffuse, event_weights
 from bayesnu.analyses.diffuse.params import PARAMETER_NAMES, Prior
 from bayesnu.errors import ConfigError
+from bayesnu.inference.repeated_nuts import RepeatedNUTS
 from bayesnu.inference.sbc import (
     Coverage,
     GridMarginals,
@@ -343,7 +344,7 @@ def run_diffuse_sbc(
     base = analysis.full_params({})
     names = SBC_PARAMETERS + tuple(n for n in free if n not in SBC_PARAMETERS)
     grid = DiffuseGrid(analysis, *n_grid) if method == "grid" else None
-    mcmc = None
+    sampler: RepeatedNUTS | None = None
     truths, quants, ranks, divs = [], [], [], []
     n_draws = grid_draws if method == "grid" else draws // thin
     with progress_bar(n_datasets, "diffuse SBC", enabled=progress, unit="data set") as bar:
@@ -358,15 +359,14 @@ def run_diffuse_sbc(
                 quants.append(q)
                 ranks.append([x * n_draws for x in q])
             else:
-                if mcmc is None:
-                    mcmc = _nuts(analysis, warmup, draws, thin, dense_mass)
+                if sampler is None:
+                    sampler = _nuts(analysis, warmup, draws, thin, dense_mass)
                 inputs = replace(analysis.inputs, counts=jnp.asarray(counts))
-                mcmc.run(jax.random.PRNGKey(seed * 1_000_003 + k), inputs=inputs, extra_fields=("diverging",))
-                s = mcmc.get_samples()
-                r = [rank(truth[n], np.asarray(s[n]), rng) for n in names]
+                out = sampler.run(jax.random.PRNGKey(seed * 1_000_003 + k), inputs=inputs)
+                r = [rank(truth[n], out.samples[n], rng) for n in names]
                 ranks.append(r)
                 quants.append([x / n_draws for x in r])
-                divs.append(int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"]))))
+                divs.append(int(np.sum(out.diverging)))
             bar.update(1)
     t_a, q_a, r_a = np.asarray(truths), np.asarray(quants), np.asarray(ranks)
     return DiffuseSBCResult(
@@ -385,18 +385,8 @@ def run_diffuse_sbc(
     )
 
 
-def _nuts(analysis: DiffuseAnalysis, warmup: int, draws: int, thin: int, dense_mass: bool):
+def _nuts(analysis: DiffuseAnalysis, warmup: int, draws: int, thin: int, dense_mass: bool) -> RepeatedNUTS:
     """One NUTS sampler (compiled once, data passed as a model argument)."""
-    from numpyro.infer import MCMC, NUTS, init_to_value
-
     init = {n: _centre(analysis.priors[n]) for n in analysis.free_parameters}
     model = partial(diffuse, fixed=dict(analysis.fixed))
-    return MCMC(
-        NUTS(model, init_strategy=init_to_value(values=init), dense_mass=dense_mass),
-        num_warmup=warmup,
-        num_samples=draws,
-        thinning=thin,
-        num_chains=1,
-        progress_bar=False,
-        jit_model_args=True,
-    )
+    return RepeatedNUTS(model, init, warmup=warmup, draws=draws, thin=thin, dense_mass=dense_mass)
