@@ -115,6 +115,7 @@ def run_nuts(
         num_chains=chains,
         chain_method=method,
         progress_bar=_progress_default() if progress_bar is None else progress_bar,
+        jit_model_args=True,
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="There are not enough devices")
