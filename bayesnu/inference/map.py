@@ -120,6 +120,30 @@ def _compiled(logp: LogDensity, free: tuple[str, ...], fixed: tuple[str, ...]) -
     return per_fn[key]
 
 
+def _compiled_newton(logp: LogDensity, free: tuple[str, ...], fixed: tuple[str, ...]) -> Callable:
+    """Jitted quasi-Newton solve (BFGS from the exact Hessian at the start); cached per function."""
+    per_fn = _CACHE.setdefault(logp, {})
+    key = ("newton", free, fixed)
+    if key not in per_fn:
+        from bayesnu.inference.newton import box_newton
+
+        def negll(x: jax.Array, xfixed: jax.Array, args: tuple) -> jax.Array:
+            theta = {n: x[i] for i, n in enumerate(free)}
+            theta.update({n: xfixed[i] for i, n in enumerate(fixed)})
+            return -logp(theta, *args)
+
+        def solve(x0, lower, upper, xfixed, args):
+            h0 = jax.hessian(negll)(jnp.clip(x0, lower, upper), xfixed, args)
+            return box_newton(negll, x0, lower, upper, (xfixed, args), hessian0=h0, max_iter=_NEWTON_MAX_ITER)
+
+        per_fn[key] = jax.jit(solve)
+    return per_fn[key]
+
+
+#: Iterations of the quasi-Newton path of :func:`maximize` before it falls back to L-BFGS-B.
+_NEWTON_MAX_ITER = 200
+
+
 def maximize(
     logp: LogDensity,
     params: Sequence[ParamSpec],
@@ -133,6 +157,7 @@ def maximize(
     ftol: float = 1e-12,
     gtol: float = 1e-8,
     compute_cov: bool = True,
+    method: str = "lbfgsb",
 ) -> FitResult:
     """Maximise ``logp(theta, *args)`` over box-bounded parameters.
 
@@ -156,6 +181,11 @@ def maximize(
         L-BFGS-B settings.
     compute_cov
         Compute the covariance from the Hessian at the optimum.
+    method
+        ``"lbfgsb"``: scipy's L-BFGS-B from every start. ``"newton"``: a jitted
+        box-constrained quasi-Newton iteration (:func:`bayesnu.inference.newton.box_newton`
+        with BFGS updates from the exact Hessian at the start: no Python between
+        iterations); a start where it does not converge is re-run with L-BFGS-B.
 
     Returns
     -------
@@ -202,11 +232,28 @@ def maximize(
             return 1e300, np.zeros_like(x)
         return v, g
 
+    if method not in ("lbfgsb", "newton"):
+        raise ConfigError(f"method must be 'lbfgsb' or 'newton', not {method!r}")
+    lo_a = np.array([b[0] if b[0] is not None else -np.inf for b in bounds])
+    hi_a = np.array([b[1] if b[1] is not None else np.inf for b in bounds])
     results = []
     nfev = 0
     for x0 in x0s:
-        x0 = np.clip(x0, [b[0] if b[0] is not None else -np.inf for b in bounds],
-                     [b[1] if b[1] is not None else np.inf for b in bounds])  # fmt: skip
+        x0 = np.clip(x0, lo_a, hi_a)
+        if method == "newton":
+            solve = _compiled_newton(logp, free, fixed_names)
+            r = solve(jnp.asarray(x0), jnp.asarray(lo_a), jnp.asarray(hi_a), xfixed, args)
+            nfev += int(r.n_iter) + 1
+            if bool(r.converged):
+                res = optimize.OptimizeResult(
+                    x=np.asarray(r.x, dtype=float),
+                    fun=float(r.fun),
+                    success=True,
+                    message="quasi-Newton converged",
+                    nfev=int(r.n_iter) + 1,
+                )
+                results.append((x0, res, True))
+                continue
         # L-BFGS-B's small BLAS calls are much slower with several OpenBLAS threads (they
         # spin against XLA's thread pool: 100x on a loaded 2-core machine), so run it on one.
         with threadpool_limits(1, user_api="blas"):

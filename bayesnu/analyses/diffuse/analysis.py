@@ -354,8 +354,9 @@ class DiffuseAnalysis:
         starts: Sequence[Mapping[str, float]] | None = None,
         split_epsilon_dom: bool = True,
         compute_errors: bool = True,
+        method: str = "auto",
     ) -> DiffuseFit:
-        """Maximum a-posteriori fit (the release's fit: L-BFGS-B on ``-LLH`` with prior bounds).
+        """Maximum a-posteriori fit of ``-LLH`` within the prior bounds.
 
         Parameters
         ----------
@@ -369,7 +370,16 @@ class DiffuseAnalysis:
             in it); only when ``epsilon_dom`` is free.
         compute_errors
             Compute Hessian errors.
+        method
+            ``"lbfgsb"``: the release's L-BFGS-B. ``"newton"``: a jitted quasi-Newton
+            iteration (BFGS from the exact Hessian at the start; same optimum to ~1e-11
+            in ``-LLH``, about 3x faster), with L-BFGS-B as fallback where it does not
+            converge. ``"auto"`` (default): ``"newton"`` when the detector parameters are
+            fixed, ``"lbfgsb"`` when they are free (their likelihood is multi-modal and
+            nearly flat in places, where L-BFGS-B is the more robust).
         """
+        if method not in ("auto", "newton", "lbfgsb"):
+            raise ConfigError(f"method must be 'auto', 'newton' or 'lbfgsb', not {method!r}")
         fx = dict(self.fixed)
         fx.update({k: float(v) for k, v in (fixed or {}).items()})
         if self._detector is None:
@@ -383,6 +393,8 @@ class DiffuseAnalysis:
         split = DETECTOR_NOMINAL["epsilon_dom"]
         if split_epsilon_dom and "epsilon_dom" not in fx and pe.lower < split < pe.upper:
             ranges = [{"epsilon_dom": (pe.lower, split)}, {"epsilon_dom": (split, pe.upper)}]
+        if method == "auto":
+            method = "newton" if all(n in fx for n in DETECTOR_NOMINAL) else "lbfgsb"
         results = []
         for b in ranges:
             results.append(
@@ -395,6 +407,7 @@ class DiffuseAnalysis:
                     compute_cov=False,
                     ftol=1e-13,
                     gtol=1e-9,
+                    method=method,
                 )
             )
         best = max(results, key=lambda r: r.logp)
