@@ -17,6 +17,11 @@ Each iteration (:func:`box_newton`):
    with :math:`f(P(x + t p)) \le f(x) + 10^{-4} g^\top (P(x + tp) - x)`, where
    :math:`P` clips onto the box.
 
+With ``hessian0`` given, step 1 computes no Hessian: :math:`H` starts at ``hessian0``
+and is updated by BFGS from each step's change of the gradient (a quasi-Newton
+iteration whose warm start is the Hessian of a neighbouring problem, as in a profile
+scan, or the exact Hessian at the start point, as in a MAP fit).
+
 It stops when the Newton decrement :math:`g_F^\top |H_F|^{-1} g_F / 2` (the predicted
 decrease) falls below ``tol`` (converged), when the line search finds no decrease
 (stalled at rounding level; converged if the decrement is below ``100 tol``), or
