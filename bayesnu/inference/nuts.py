@@ -55,6 +55,7 @@ def run_nuts(
     observed_data: Mapping[str, Any] | None = None,
     constant_data: Mapping[str, Any] | None = None,
     attrs: Mapping[str, Any] | None = None,
+    jit_model_args: bool = False,
 ) -> xr.DataTree:
     """Sample a NumPyro model with NUTS and return an ArviZ DataTree.
 
@@ -85,6 +86,11 @@ def run_nuts(
         Arrays stored as the ``observed_data`` / ``constant_data`` groups.
     attrs
         Extra attributes stored on the posterior group (e.g. the analysis settings).
+    jit_model_args
+        Pass ``model_args`` / ``model_kwargs`` to the compiled sampler as arguments
+        instead of closing over them (they must then be arrays or pytrees of arrays).
+        Large data closed over become constants of the executable, which made parallel
+        chains several times slower for the diffuse MC.
 
     Returns
     -------
@@ -115,7 +121,7 @@ def run_nuts(
         num_chains=chains,
         chain_method=method,
         progress_bar=_progress_default() if progress_bar is None else progress_bar,
-        jit_model_args=True,
+        jit_model_args=jit_model_args,
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="There are not enough devices")

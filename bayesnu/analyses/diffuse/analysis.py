@@ -506,6 +506,7 @@ class DiffuseAnalysis:
             chain_method=chain_method,
             observed_data=observed,
             constant_data=constant,
+            jit_model_args=True,
             attrs={
                 "analysis": "diffuse",
                 "likelihood": self.likelihood,
