@@ -34,7 +34,7 @@ SRC = Source(40.67, -0.01, "NGC 1068")
 
 
 def ours(ana: PointSourceAnalysis, n: int, ns_inj: float | None, backend: str) -> dict:
-    run = {"seed": 1, "batch_size": 512, "backend": backend, "progress": False}
+    run = {"seed": 1, "backend": backend, "progress": False}  # library default batch size
     if backend == "dask":
         run["scheduler"] = None
     t0 = time.perf_counter()
