@@ -74,6 +74,17 @@ def test_signal_trials_recover_injection(ana: PointSourceAnalysis) -> None:
     assert flux.meta["mean_ns_injected"] > 1
 
 
+def test_large_injections_fit_the_selection_buffer(ana: PointSourceAnalysis) -> None:
+    """Injections up to n_inj_max never overflow the selection buffer (soft-spectrum discovery
+    potentials inject many events)."""
+    bg = pf.trial_inputs(ana, inject=False)
+    sig = pf.trial_inputs(ana, inject=True, n_inj_max=96)
+    assert sig.buffer >= bg.buffer + 96 or sig.buffer == sig.band.events.ra.shape[0] + 96
+    res = pf.signal_trials(ana, 16, ns=60.0, gamma=2.0, seed=5, n_inj_max=96)
+    assert not np.any(res.columns["overflow"])
+    assert np.mean(res.columns["n_inj"]) == pytest.approx(60.0, abs=8.0)
+
+
 def test_pvalue_limits_sensitivity(ana: PointSourceAnalysis) -> None:
     fit = ana.fit()
     bg = pf.background_trials(ana, 1000, seed=1)

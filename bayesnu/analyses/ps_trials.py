@@ -24,7 +24,8 @@ largest energy ratio; only events within :math:`\psi_i` of the source's declinat
 are kept on the host (the band), and per trial the band's events that land within
 reach after scrambling are compacted (prefix sum, index scatter, gather; no sort)
 into a static buffer sized from the exact expected count plus seven standard
-deviations (an overflow is reported). Everything is one pure function of the PRNG
+deviations, plus room for every injected event in signal trials (an overflow is
+reported). Everything is one pure function of the PRNG
 key, so a batch of trials is a ``vmap`` and
 :func:`bayesnu.frequentist.trials.run_trials` runs them locally or on a
 ``dask.distributed`` cluster with identical results per seed.
@@ -166,7 +167,8 @@ def build_trial_inputs(
     node_step
         Gamma-node stride of the fit's profile stage.
     buffer_sigma
-        Size of the selection buffer: expected count + this many standard deviations.
+        Size of the selection buffer: expected count of scrambled events within reach
+        + this many standard deviations (+ ``n_inj_max`` with injection).
     """
     if not gamma_bounds[0] < gamma_bounds[1]:
         raise ConfigError(f"gamma bounds inverted: {gamma_bounds}")
@@ -185,7 +187,7 @@ def build_trial_inputs(
         mean += float(p.sum())
         var += float(np.sum(p * (1.0 - p)))
         band_events.append(ev.select(keep))
-    buffer = int(64 * math.ceil((mean + buffer_sigma * math.sqrt(var) + 32) / 64))
+    buffer = int(32 * math.ceil((mean + buffer_sigma * math.sqrt(var)) / 32))
     n_keep = sum(len(e) for e in band_events)
     band = build_inputs(models, source.ra_rad, dec_s, selection_deg=None, events=band_events,
                         pad_to=int(256 * math.ceil(max(n_keep, 1) / 256)))  # fmt: skip
@@ -212,7 +214,8 @@ def build_trial_inputs(
         energy_bkg=tuple(m.energy_bkg for m in models),
         signal_energy=tuple(m.signal_energy(dec_s) for m in models),
         injection=injection,
-        buffer=min(buffer, len(band.events) + n_inj_max),
+        # every injected event may land within reach: room for all of them
+        buffer=min(buffer + (int(n_inj_max) if inject else 0), len(band.events) + n_inj_max),
         n_inj_max=int(n_inj_max),
         ns_max=float(ns_max),
         gamma_min=float(gamma_bounds[0]),
