@@ -105,17 +105,26 @@ class FitResult:
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def negative_log_density(
+    logp: LogDensity, free: tuple[str, ...], fixed: tuple[str, ...]
+) -> Callable[[jax.Array, jax.Array, tuple], jax.Array]:
+    """``negll(x, xfixed, args) = -logp(theta, *args)`` with ``theta`` assembled from the
+    free vector ``x`` (names ``free``) and the fixed vector ``xfixed`` (names ``fixed``)."""
+
+    def negll(x: jax.Array, xfixed: jax.Array, args: tuple) -> jax.Array:
+        theta = {n: x[i] for i, n in enumerate(free)}
+        theta.update({n: xfixed[i] for i, n in enumerate(fixed)})
+        return -logp(theta, *args)
+
+    return negll
+
+
 def _compiled(logp: LogDensity, free: tuple[str, ...], fixed: tuple[str, ...]) -> tuple[Callable, Callable]:
     """Jitted (value_and_grad, hessian) of -log p over the free vector; cached per function."""
     per_fn = _CACHE.setdefault(logp, {})
     key = (free, fixed)
     if key not in per_fn:
-
-        def negll(x: jax.Array, xfixed: jax.Array, args: tuple) -> jax.Array:
-            theta = {n: x[i] for i, n in enumerate(free)}
-            theta.update({n: xfixed[i] for i, n in enumerate(fixed)})
-            return -logp(theta, *args)
-
+        negll = negative_log_density(logp, free, fixed)
         per_fn[key] = (jax.jit(jax.value_and_grad(negll)), jax.jit(jax.hessian(negll)))
     return per_fn[key]
 
@@ -127,10 +136,7 @@ def _compiled_newton(logp: LogDensity, free: tuple[str, ...], fixed: tuple[str, 
     if key not in per_fn:
         from bayesnu.inference.newton import box_newton
 
-        def negll(x: jax.Array, xfixed: jax.Array, args: tuple) -> jax.Array:
-            theta = {n: x[i] for i, n in enumerate(free)}
-            theta.update({n: xfixed[i] for i, n in enumerate(fixed)})
-            return -logp(theta, *args)
+        negll = negative_log_density(logp, free, fixed)
 
         def solve(x0, lower, upper, xfixed, args):
             h0 = jax.hessian(negll)(jnp.clip(x0, lower, upper), xfixed, args)
@@ -236,12 +242,12 @@ def maximize(
         raise ConfigError(f"method must be 'lbfgsb' or 'newton', not {method!r}")
     lo_a = np.array([b[0] if b[0] is not None else -np.inf for b in bounds])
     hi_a = np.array([b[1] if b[1] is not None else np.inf for b in bounds])
+    solve = _compiled_newton(logp, free, fixed_names) if method == "newton" else None
     results = []
     nfev = 0
     for x0 in x0s:
         x0 = np.clip(x0, lo_a, hi_a)
-        if method == "newton":
-            solve = _compiled_newton(logp, free, fixed_names)
+        if solve is not None:
             r = solve(jnp.asarray(x0), jnp.asarray(lo_a), jnp.asarray(hi_a), xfixed, args)
             nfev += int(r.n_iter) + 1
             if bool(r.converged):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -388,11 +388,7 @@ class DiffuseAnalysis:
                 raise ConfigError(
                     f"detector parameter(s) {moved} can only vary with the spline tables (spline_dir)"
                 )
-        ranges: list[dict[str, tuple[float, float]]] = [{}]
-        pe = self.priors["epsilon_dom"]
-        split = DETECTOR_NOMINAL["epsilon_dom"]
-        if split_epsilon_dom and "epsilon_dom" not in fx and pe.lower < split < pe.upper:
-            ranges = [{"epsilon_dom": (pe.lower, split)}, {"epsilon_dom": (split, pe.upper)}]
+        ranges = self.epsilon_dom_ranges(fx) if split_epsilon_dom else [{}]
         if method == "auto":
             method = "newton" if all(n in fx for n in DETECTOR_NOMINAL) else "lbfgsb"
         results = []
@@ -425,6 +421,16 @@ class DiffuseAnalysis:
             fits=results,
             likelihood=self.likelihood,
         )
+
+    def epsilon_dom_ranges(self, fixed: Collection[str]) -> list[dict[str, tuple[float, float]]]:
+        """Bounds overrides of the separate fits in ``epsilon_dom`` (the release splits its range
+        at the nominal 0.99: the likelihood is bimodal in it); ``[{}]`` when it is among the
+        ``fixed`` names or the prior range does not straddle 0.99."""
+        pe = self.priors["epsilon_dom"]
+        split = DETECTOR_NOMINAL["epsilon_dom"]
+        if "epsilon_dom" in fixed or not pe.lower < split < pe.upper:
+            return [{}]
+        return [{"epsilon_dom": (pe.lower, split)}, {"epsilon_dom": (split, pe.upper)}]
 
     def hessian_errors(self, params: Mapping[str, float], names: Sequence[str]) -> dict[str, float]:
         """1-sigma errors from the inverse Hessian of ``-LLH`` over ``names``.

@@ -50,6 +50,7 @@ from bayesnu.analyses.diffuse.model import (
 from bayesnu.analyses.diffuse.params import DETECTOR_NOMINAL, Prior
 from bayesnu.errors import ConfigError, DataFormatError
 from bayesnu.inference import ParamSpec, maximize
+from bayesnu.inference.map import negative_log_density
 from bayesnu.likelihood.binned import bin_sums
 
 
@@ -251,10 +252,11 @@ def profile_scan(
     progress
         Progress bar (default: only on a terminal).
     method
-        ``"newton"``: the points of one astro_gamma row are fitted together
-        by a ``vmap``-ed box-constrained Newton iteration with the exact Hessian
+        ``"newton"``: the points of one astro_gamma row are fitted inside one
+        executable by a box-constrained Newton iteration
         (:func:`bayesnu.inference.newton.box_newton`), each starting from the previous
-        row's solution at the same astro_norm; points it does not converge on are
+        row's solution and BFGS Hessian at the same astro_norm (exact Hessians on the
+        first row and for rows where BFGS stalls); points it does not converge on are
         re-fitted with L-BFGS-B. ``"lbfgsb"``: every point by the release-style
         L-BFGS-B fit, in a snake order from the previous point. Where ``epsilon_dom``
         is free both methods fit its two ranges split at 0.99 and keep the better.
@@ -313,47 +315,31 @@ def _point_fit(analysis: DiffuseAnalysis, g: float, n: float, start: dict):
     )
 
 
-def _scan_objective(
-    x: jax.Array, point: jax.Array, base: jax.Array, inputs: DiffuseInputs, names: tuple
-) -> jax.Array:
-    """``-LLH`` with the nuisances ``x`` and (astro_gamma, astro_norm) = ``point``."""
-    n_nuis = x.shape[0]
-    theta = {nm: base[k] for k, nm in enumerate(names[n_nuis + 2 :])}
-    theta.update({nm: x[k] for k, nm in enumerate(names[:n_nuis])})
-    theta["astro_gamma"], theta["astro_norm"] = point[0], point[1]
-    return -log_density(theta, inputs)
-
-
 _ROW_SOLVERS: dict[tuple, object] = {}
-#: Scan points fitted side by side (vmap) within a row.
-_LANES = 1
 
 
-def _row_solver(names: tuple, quasi: bool):
-    """Jitted, vmapped fit of the nuisances of one row of scan points.
+def _row_solver(nuis: tuple, fixed: tuple, quasi: bool):
+    """Jitted fit of the nuisances ``nuis`` at each point of one scan row.
 
-    ``quasi=False``: exact-Hessian Newton; ``quasi=True``: BFGS from a Hessian per point.
+    ``fixed`` names the point's (astro_gamma, astro_norm) followed by the other held
+    parameters. ``quasi=False``: exact-Hessian Newton; ``quasi=True``: BFGS from a Hessian
+    per point.
     """
-    key = (names, quasi)
+    key = (nuis, fixed, quasi)
     if key not in _ROW_SOLVERS:
         from bayesnu.inference.newton import box_newton
 
+        negll = negative_log_density(log_density, nuis, fixed)
+
         def solve(x0, h0, point, lower, upper, base, inputs):
-            return box_newton(
-                _scan_objective,
-                x0,
-                lower,
-                upper,
-                (point, base, inputs, names),
-                hessian0=h0 if quasi else None,
-                max_iter=40,
-            )
+            xfixed = jnp.concatenate([point, base])
+            return box_newton(negll, x0, lower, upper, (xfixed, (inputs,)), hessian0=h0 if quasi else None,
+                              max_iter=40)  # fmt: skip
 
         def row(x0, h0, points, lower, upper, base, inputs):
             # points one after the other inside one executable: vmap-ing them multiplies the
             # per-event intermediates by the row length and runs out of cache
-            one = lambda a: solve(*a, lower, upper, base, inputs)  # noqa: E731
-            return jax.lax.map(one, (x0, h0, points), batch_size=_LANES)
+            return jax.lax.map(lambda a: solve(*a, lower, upper, base, inputs), (x0, h0, points))
 
         _ROW_SOLVERS[key] = jax.jit(row)
     return _ROW_SOLVERS[key]
@@ -368,25 +354,19 @@ def _newton_scan(analysis, best, nuis, gamma, norm, table, nuis_tab, disable) ->
     """Row-by-row batched Newton scan (see :func:`profile_scan`); fills ``table`` and ``nuis_tab``."""
     from tqdm.auto import tqdm
 
-    specs = {p.name: p for p in analysis.parameter_specs()}
-    rest = [n for n in best.params if n not in nuis and n not in ("astro_gamma", "astro_norm")]
-    names = (*nuis, "astro_gamma", "astro_norm", *rest)
-    exact, quasi = _row_solver(names, False), _row_solver(names, True)
+    rest = tuple(n for n in best.params if n not in nuis and n not in ("astro_gamma", "astro_norm"))
+    fixed = ("astro_gamma", "astro_norm", *rest)
+    exact, quasi = _row_solver(tuple(nuis), fixed, False), _row_solver(tuple(nuis), fixed, True)
     base = jnp.asarray([best.params[n] for n in rest], dtype=jnp.float64)
-    lower = np.array([specs[n].lower for n in nuis], dtype=float)
-    upper = np.array([specs[n].upper for n in nuis], dtype=float)
-    boxes = [(lower, upper)]
-    pe = analysis.priors["epsilon_dom"]
-    split = 0.99
-    if "epsilon_dom" in nuis and pe.lower < split < pe.upper:
-        k = nuis.index("epsilon_dom")
-        lo1, hi1, lo2, hi2 = lower.copy(), upper.copy(), lower.copy(), upper.copy()
-        hi1[k], lo2[k] = split, split
-        boxes = [(lo1, hi1), (lo2, hi2)]
+    boxes = []
+    for b in analysis.epsilon_dom_ranges(fixed):
+        specs = {s.name: s for s in analysis.parameter_specs(b)}
+        boxes.append(
+            tuple(np.array([getattr(specs[n], a) for n in nuis], dtype=float) for a in ("lower", "upper"))
+        )
     m, p = norm.size, len(nuis)
     x_prev = [np.clip(np.tile([best.params[n] for n in nuis], (m, 1)), lo, hi) for lo, hi in boxes]
     h_prev: list[np.ndarray | None] = [None for _ in boxes]
-    n_fallback = n_exact_rows = 0
     for i in tqdm(range(gamma.size), desc="profile scan", disable=disable, unit="row"):
         points = jnp.asarray(np.column_stack([np.full(m, gamma[i]), norm]))
         vals, xs, oks = [], [], []
@@ -395,13 +375,11 @@ def _newton_scan(analysis, best, nuis, gamma, norm, table, nuis_tab, disable) ->
             x0 = jnp.asarray(x_prev[b])
             if h_prev[b] is None:
                 r = exact(x0, jnp.zeros((m, p, p)), *rest_args)
-                n_exact_rows += 1
             else:
                 r = quasi(x0, jnp.asarray(h_prev[b]), *rest_args)
                 if not bool(np.all(np.asarray(r.converged))):
                     # BFGS from the neighbour's Hessian stalled somewhere: redo the row exactly
                     re = exact(x0, jnp.zeros((m, p, p)), *rest_args)
-                    n_exact_rows += 1
                     r = _take_where(~np.asarray(r.converged), re, r)
             conv = np.asarray(r.converged)
             x = np.asarray(r.x)
@@ -419,12 +397,10 @@ def _newton_scan(analysis, best, nuis, gamma, norm, table, nuis_tab, disable) ->
                 for k, n in enumerate(nuis):
                     nuis_tab[n][i, j] = xs[b][j, k]
             else:
-                n_fallback += 1
                 fit = _point_fit(analysis, gamma[i], norm[j], {n: xs[b][j, k] for k, n in enumerate(nuis)})
                 table[i, j] = fit.neg_llh
                 for n in nuis:
                     nuis_tab[n][i, j] = fit.params[n]
-    _newton_scan.stats = {"fallback_points": n_fallback, "exact_rows": n_exact_rows}
 
 
 def _isatty() -> bool:
