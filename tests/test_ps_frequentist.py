@@ -40,12 +40,54 @@ def test_selection_in_trials_equals_exact_likelihood(ana: PointSourceAnalysis) -
     def both(key):
         pd = pt.pseudo_data(key, data, 10.0, 2.0)
         sel, over = pt.as_inputs(data, pd, data.buffer)
-        full, _ = pt.as_inputs(data, pd, pd.valid.shape[0], select=False)
+        whole = pt.full_pseudo_data(key, data, 10.0, 2.0)
+        full, _ = pt.as_inputs(data, whole, whole.valid.shape[0], select=False)
         return fit_ns_gamma(sel).ts, fit_ns_gamma(full).ts, over
 
     a, b, over = jax.jit(jax.vmap(both))(jax.random.split(jax.random.key(3), 32))
     assert not np.any(np.asarray(over))
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_reach_draws_have_the_law_of_a_full_scramble(ana: PointSourceAnalysis) -> None:
+    """Drawing only the events within reach (Poisson points on the hazard line) is a uniform
+    RA scramble of the band: per-event selection frequencies, the count's mean and variance,
+    and uniform right ascensions of the completed draw."""
+    from dataclasses import replace
+
+    from scipy import stats
+
+    data = replace(pf.trial_inputs(ana, inject=False), injection=None)
+    n = 3000
+
+    def one(k):
+        pd = pt.full_pseudo_data(k, data, 0.0, 2.0)
+        return pd.cols["near"], pd.cols["ra"], pd.overflow
+
+    near, ra, over = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(11), n))
+    near, ra = np.asarray(near), np.asarray(ra)
+    assert not np.any(np.asarray(over))
+    valid = np.asarray(data.band.events.valid)
+    near, ra = near[:, valid], ra[:, valid]
+    dra = np.asarray(data.dra_reach)[valid]
+    p = dra / np.pi
+    # "near" is exactly "within the reach arc" for the drawn right ascension.
+    d = np.abs(ra - float(data.band.src_ra))
+    d = np.minimum(d, 2 * np.pi - d)
+    assert np.array_equal(near[:, p > 0], (d < dra)[:, p > 0] | (p[p > 0] >= 1.0))
+    # Each event is selected with probability p_i, independently.
+    mid = (p > 0.02) & (p < 0.98)
+    assert mid.sum() > 50
+    z2 = (near[:, mid].mean(axis=0) - p[mid]) ** 2 * n / (p[mid] * (1 - p[mid]))
+    assert stats.chi2.sf(z2.sum(), mid.sum()) > 1e-3
+    count = near.sum(axis=1)
+    mean, var = p.sum(), np.sum(p * (1 - p))
+    assert abs(count.mean() - mean) < 5 * np.sqrt(var / n)
+    assert 0.85 < count.var() / var < 1.15
+    # Every event's right ascension is uniform on [0, 2 pi), selected or not.
+    for i in np.flatnonzero(mid)[:5]:
+        assert stats.kstest(ra[:, i] / (2 * np.pi), "uniform").pvalue > 1e-3
+    assert stats.kstest(ra[:200].ravel() / (2 * np.pi), "uniform").pvalue > 1e-3
 
 
 def test_trials_reproducible_and_batch_independent(ana: PointSourceAnalysis) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 from astropy.table import Table
 
 from bayesnu.analyses.point_source import PointSourceAnalysis, Source
-from bayesnu.analyses.ps_trials import PSTrialInputs, build_trial_inputs, ps_trial
+from bayesnu.analyses.ps_trials import PSTrialInputs, build_trial_inputs, ps_trial, with_injection_capacity
 from bayesnu.errors import ConfigError
 from bayesnu.flux import PowerLaw
 from bayesnu.frequentist.conversion import FluxConversion
@@ -41,16 +41,20 @@ from bayesnu.frequentist.sensitivity import sensitivity as _sensitivity
 from bayesnu.frequentist.sensitivity import sensitivity_curve as _sensitivity_curve
 from bayesnu.frequentist.trials import TrialResults, run_trials, signal_sampler
 from bayesnu.irf.energy import build_signal_energy_pdf
+from bayesnu.irf.injection import injection_capacity
 from bayesnu.irf.yields import log_yield_vs_gamma
 from bayesnu.likelihood.pointsource import PSInputs, log_lambda
 
 
 def trial_inputs(ana: PointSourceAnalysis, *, inject: bool = True, n_inj_max: int = 256) -> PSTrialInputs:
-    """Trial inputs of an analysis, cached (see :func:`bayesnu.analyses.ps_trials.build_trial_inputs`)."""
+    """Trial inputs of an analysis, cached (see :func:`bayesnu.analyses.ps_trials.build_trial_inputs`).
+
+    The band and the injection tables are built once per analysis; other ``n_inj_max``
+    values only resize the static buffers (:func:`~bayesnu.analyses.ps_trials.with_injection_capacity`).
+    """
     cache = ana.__dict__.setdefault("_trial_inputs", {})
-    key = (inject, n_inj_max)
-    if key not in cache:
-        cache[key] = build_trial_inputs(
+    if inject not in cache:
+        cache[inject] = build_trial_inputs(
             ana.models,
             ana.source,
             inject=inject,
@@ -58,7 +62,10 @@ def trial_inputs(ana: PointSourceAnalysis, *, inject: bool = True, n_inj_max: in
             ns_max=ana.ns_max,
             gamma_bounds=ana.gamma_bounds,
         )
-    return cache[key]
+    data = cache[inject]
+    if inject and data.n_inj_max != int(n_inj_max):
+        data = with_injection_capacity(data, n_inj_max)
+    return data
 
 
 def default_batch_size(data: PSTrialInputs, max_elements: float = 1e6) -> int:
@@ -124,21 +131,25 @@ def signal_trials(
     backend: str = "local",
     scheduler: Any = None,
     progress: bool | None = None,
-    n_inj_max: int = 256,
+    n_inj_max: int | None = None,
 ) -> TrialResults:
     """Signal-injection pseudo-experiments: scrambled data plus signal drawn through the response.
 
     Give the mean injected signal either as ``ns`` (events, all seasons) or as
     ``flux_norm`` (Phi0 at E0 [GeV^-1 cm^-2 s^-1], converted with the injector's yield).
+    ``n_inj_max`` (static number of injected events per trial) defaults to the Poisson
+    mean plus seven standard deviations (:func:`~bayesnu.irf.injection.injection_capacity`);
+    an overflow raises.
     """
     if (ns is None) == (flux_norm is None):
         raise ConfigError("give exactly one of ns= or flux_norm=")
-    data = trial_inputs(ana, inject=True, n_inj_max=n_inj_max)
-    batch_size = batch_size or default_batch_size(data)
     if flux_norm is not None:
         from bayesnu.irf.injection import expected_counts
 
-        ns = float(jnp.sum(expected_counts(data.injection, PowerLaw(flux_norm, gamma, e0_gev=ana.e0_gev))))
+        tables = trial_inputs(ana, inject=True).injection
+        ns = float(jnp.sum(expected_counts(tables, PowerLaw(flux_norm, gamma, e0_gev=ana.e0_gev))))
+    data = trial_inputs(ana, inject=True, n_inj_max=n_inj_max or injection_capacity(float(ns)))
+    batch_size = batch_size or default_batch_size(data)
     res = run_trials(
         _trial_fn,
         n_trials,

@@ -21,11 +21,25 @@ criterion is tighter than SkyLLH's 10-degree box (which drops larger ratios) and
 cheaper: per event, the largest opening angle :math:`\psi_i` at which
 :math:`R_i` can reach :math:`\tau` follows from its AngErr, background density and
 largest energy ratio; only events within :math:`\psi_i` of the source's declination
-are kept on the host (the band), and per trial the band's events that land within
-reach after scrambling are compacted (prefix sum, index scatter, gather; no sort)
-into a static buffer sized from the exact expected count plus seven standard
-deviations, plus room for every injected event in signal trials (an overflow is
-reported). Everything is one pure function of the PRNG
+are kept on the host (the band), each with the half-width :math:`\Delta_i` in right
+ascension within which it reaches the source.
+
+Scrambling and selecting without touching every band event: after scrambling, band
+event :math:`i` is within reach with probability :math:`p_i = \Delta_i/\pi`,
+independently of the others, and its right ascension given that is uniform on the arc
+:math:`\alpha_s \pm \Delta_i`. The trial draws that subset directly: lay the events'
+hazards :math:`h_i = -\ln(1 - p_i)` end to end, throw the points of a unit-rate Poisson
+process on :math:`[0, \sum_i h_i]` (cumulative sums of exponential draws), and select
+every event whose segment holds at least one point (probability
+:math:`1 - e^{-h_i} = p_i`, independent over disjoint segments); events with
+:math:`p_i = 1` are always selected. This has exactly the law of scrambling every
+right ascension and keeping the events within reach, at a cost set by the number of
+selected events instead of the band size (:func:`full_pseudo_data` completes a draw to
+the whole scrambled band, for checks). The selected events (plus injected events
+within reach in signal trials) are compacted (prefix sum, index scatter, gather; no
+sort) into a static buffer sized from the exact expected count plus seven standard
+deviations, plus room for every injected event in signal trials (an overflow, of the
+buffer or of the static number of Poisson points, is reported). Everything is one pure function of the PRNG
 key, so a batch of trials is a ``vmap`` and
 :func:`bayesnu.frequentist.trials.run_trials` runs them locally or on a
 ``dask.distributed`` cluster with identical results per seed.
@@ -67,17 +81,23 @@ class PSTrialInputs:
     band
         :class:`PSInputs` of the events that can reach the source after scrambling
         (``n_outside`` counts every other event).
-    er_max
-        Largest energy ratio of each band event over the gamma grid.
     dra_reach
         Half-width in right ascension [rad] within which each band event, after
         scrambling, is within reach of the source (from its reach angle and declination).
+    always_idx
+        Band rows always within reach (:math:`\\Delta_i = \\pi`).
+    cand_idx, hazard
+        Band rows within reach with a probability :math:`0 < p_i < 1`, and the
+        cumulative sum of their hazards :math:`-\\ln(1 - p_i)` (a zero-hazard dummy when
+        there is none).
     spatial_bkg, energy_bkg, signal_energy
         Per-season response tables, used for injected events.
     injection
         Signal-injection tables (``None``: background trials only).
     buffer
         Static number of selected events per trial (overflow is reported).
+    n_points
+        Static number of Poisson points per trial (overflow is reported).
     n_inj_max
         Static maximum of injected events per trial.
     ns_max, gamma_min, gamma_max
@@ -90,13 +110,16 @@ class PSTrialInputs:
     """
 
     band: PSInputs
-    er_max: jax.Array
     dra_reach: jax.Array
+    always_idx: jax.Array
+    cand_idx: jax.Array
+    hazard: jax.Array
     spatial_bkg: tuple[SpatialBackground, ...]
     energy_bkg: tuple[EnergyBackground, ...]
     signal_energy: tuple[SignalEnergyPDF, ...]
     injection: InjectionTables | None
     buffer: int
+    n_points: int
     n_inj_max: int
     ns_max: float
     gamma_min: float
@@ -107,8 +130,27 @@ class PSTrialInputs:
 
 jax.tree_util.register_dataclass(
     PSTrialInputs,
-    data_fields=["band", "er_max", "dra_reach", "spatial_bkg", "energy_bkg", "signal_energy", "injection"],
-    meta_fields=["buffer", "n_inj_max", "ns_max", "gamma_min", "gamma_max", "e0_gev", "node_step"],
+    data_fields=[
+        "band",
+        "dra_reach",
+        "always_idx",
+        "cand_idx",
+        "hazard",
+        "spatial_bkg",
+        "energy_bkg",
+        "signal_energy",
+        "injection",
+    ],
+    meta_fields=[
+        "buffer",
+        "n_points",
+        "n_inj_max",
+        "ns_max",
+        "gamma_min",
+        "gamma_max",
+        "e0_gev",
+        "node_step",
+    ],
 )
 
 
@@ -201,6 +243,15 @@ def build_trial_inputs(
         n_outside=jnp.asarray(n_total - n_band),
         n_total_min=float(n_total.min()),
     )
+    always = dra_reach >= np.pi
+    cand = (dra_reach > 0) & ~always
+    hazard = -np.log1p(-dra_reach[cand] / np.pi)
+    h_total = float(hazard.sum())
+    # Poisson points on [0, h_total]: a Poisson(h_total) count; one more must lie beyond.
+    n_points = int(32 * math.ceil((h_total + buffer_sigma * math.sqrt(h_total) + 8) / 32))
+    cand_idx = np.flatnonzero(cand)
+    if cand_idx.size == 0:  # a zero-length segment that no point can land in
+        cand_idx, hazard = np.zeros(1, dtype=np.int64), np.zeros(1)
     injection = None
     if inject:
         _, injection = build_tables(
@@ -208,14 +259,17 @@ def build_trial_inputs(
         )
     return PSTrialInputs(
         band=band,
-        er_max=jnp.asarray(np.asarray(band.events.energy_ratio).max(axis=1)),
         dra_reach=jnp.asarray(dra_reach),
+        always_idx=jnp.asarray(np.flatnonzero(always), dtype=jnp.int32),
+        cand_idx=jnp.asarray(cand_idx, dtype=jnp.int32),
+        hazard=jnp.asarray(np.cumsum(hazard)),
         spatial_bkg=tuple(m.spatial_bkg for m in models),
         energy_bkg=tuple(m.energy_bkg for m in models),
         signal_energy=tuple(m.signal_energy(dec_s) for m in models),
         injection=injection,
         # every injected event may land within reach: room for all of them
         buffer=min(buffer + (int(n_inj_max) if inject else 0), len(band.events) + n_inj_max),
+        n_points=n_points,
         n_inj_max=int(n_inj_max),
         ns_max=float(ns_max),
         gamma_min=float(gamma_bounds[0]),
@@ -223,6 +277,14 @@ def build_trial_inputs(
         e0_gev=float(models[0].settings.e0_gev),
         node_step=int(node_step),
     )
+
+
+def with_injection_capacity(data: PSTrialInputs, n_inj_max: int) -> PSTrialInputs:
+    """The same trial inputs with room for ``n_inj_max`` injected events (buffer resized to match)."""
+    if data.injection is None:
+        raise ConfigError("these trial inputs have no injection tables (build them with inject=True)")
+    n_inj_max = int(n_inj_max)
+    return replace(data, n_inj_max=n_inj_max, buffer=data.buffer - data.n_inj_max + n_inj_max)
 
 
 def _injected_columns(data: PSTrialInputs, key: jax.Array, ns: jax.Array, gamma: jax.Array):
@@ -255,8 +317,9 @@ def _injected_columns(data: PSTrialInputs, key: jax.Array, ns: jax.Array, gamma:
 
 
 class TrialData(NamedTuple):
-    """One pseudo-data set: the likelihood inputs (all scrambled and injected events
-    with their reach flags) before the selection of :func:`select_events`."""
+    """One pseudo-data set before compaction: per-row columns (``ra``, ``dec``, ``sigma``,
+    ``bsp``, ``er``, ``season`` and the reach flag ``near``), row validity, events per
+    season ``n_total``, injected count ``n_inj`` and an ``overflow`` flag."""
 
     cols: dict[str, jax.Array]
     valid: jax.Array
@@ -265,30 +328,84 @@ class TrialData(NamedTuple):
     overflow: jax.Array
 
 
+def _reach_draws(key: jax.Array, data: PSTrialInputs) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Band rows within reach after scrambling, with their right ascensions.
+
+    Returns ``(rows, selected, ra, overflow)`` over ``len(always_idx) + n_points``
+    candidate rows: the always-reachable rows, then one row per Poisson point (the
+    first point of each hazard segment selects its event); ``ra`` is uniform on the
+    event's reach arc. ``overflow``: the points did not cover the whole hazard range.
+    """
+    k_pts, k_ra = jax.random.split(key)
+    s = jnp.cumsum(jax.random.exponential(k_pts, (data.n_points,), dtype=data.hazard.dtype))
+    j = jnp.searchsorted(data.hazard, s, side="left")
+    hit = j < data.hazard.shape[0]
+    first = hit & (j != jnp.concatenate([jnp.full(1, -1, dtype=j.dtype), j[:-1]]))
+    rows = jnp.concatenate([data.always_idx, data.cand_idx[jnp.minimum(j, data.hazard.shape[0] - 1)]])
+    selected = jnp.concatenate([jnp.ones(data.always_idx.shape[0], dtype=bool), first])
+    u = jax.random.uniform(k_ra, rows.shape, dtype=data.hazard.dtype, minval=-1.0, maxval=1.0)
+    ra = jnp.mod(data.band.src_ra + u * data.dra_reach[rows], 2 * jnp.pi)
+    return rows, selected, ra, s[-1] <= data.hazard[-1]
+
+
 def pseudo_data(key: jax.Array, data: PSTrialInputs, ns_inj: jax.Array, gamma_inj: jax.Array) -> TrialData:
-    """Scramble the band's right ascensions and add injected signal events (no selection)."""
+    """The scrambled band's events within reach plus injected signal events (before compaction).
+
+    Only events within reach are drawn (see the module notes); ``cols["near"]`` marks
+    the rows to keep. :func:`full_pseudo_data` gives the same draw with every band event.
+    """
     k_ra, k_inj = jax.random.split(key)
-    band = data.band
-    ev = band.events
-    ra = jax.random.uniform(k_ra, ev.ra.shape, minval=0.0, maxval=2 * jnp.pi)
-    # Within reach: RA within the event's precomputed half-width (no trigonometry per trial).
-    dra = jnp.abs(ra - band.src_ra)
-    dra = jnp.minimum(dra, 2 * jnp.pi - dra)
-    cols = {"ra": ra, "dec": ev.dec, "sigma": ev.sigma, "bsp": ev.bkg_spatial, "er": ev.energy_ratio,
-            "season": ev.season, "near": dra < data.dra_reach}  # fmt: skip
-    valid = ev.valid
-    n_total = band.n_total
+    rows, selected, ra, overflow = _reach_draws(k_ra, data)
+    ev = data.band.events
+    cols = {"ra": ra, "dec": ev.dec[rows], "sigma": ev.sigma[rows], "bsp": ev.bkg_spatial[rows],
+            "er": ev.energy_ratio[rows], "season": ev.season[rows], "near": selected}  # fmt: skip
+    return _add_injection(data, k_inj, ns_inj, gamma_inj, cols, ev.valid[rows], overflow)
+
+
+def full_pseudo_data(
+    key: jax.Array, data: PSTrialInputs, ns_inj: jax.Array, gamma_inj: jax.Array
+) -> TrialData:
+    """:func:`pseudo_data` completed to the whole scrambled band (for checks).
+
+    The events within reach are those of :func:`pseudo_data` for the same key, with the
+    same right ascensions; every other band event gets a right ascension uniform outside
+    its reach arc, which makes the whole a uniform scramble of the band.
+    """
+    k_ra, k_inj = jax.random.split(key)
+    rows, selected, ra, overflow = _reach_draws(k_ra, data)
+    ev = data.band.events
+    n = ev.ra.shape[0]
+    near = jnp.zeros(n, dtype=bool).at[jnp.where(selected, rows, n)].set(True, mode="drop")
+    ra_near = jnp.zeros(n).at[jnp.where(selected, rows, n)].set(ra, mode="drop")
+    # Outside the reach arc: |ra - src| uniform on (dra, pi], either side.
+    u = jax.random.uniform(jax.random.fold_in(k_ra, 1), (n,), minval=-1.0, maxval=1.0)
+    dra = data.dra_reach
+    far = data.band.src_ra + jnp.sign(u) * (dra + jnp.abs(u) * (jnp.pi - dra))
+    cols = {"ra": jnp.where(near, ra_near, jnp.mod(far, 2 * jnp.pi)), "dec": ev.dec, "sigma": ev.sigma,
+            "bsp": ev.bkg_spatial, "er": ev.energy_ratio, "season": ev.season, "near": near}  # fmt: skip
+    return _add_injection(data, k_inj, ns_inj, gamma_inj, cols, ev.valid, overflow)
+
+
+def _add_injection(
+    data: PSTrialInputs,
+    key: jax.Array,
+    ns_inj: jax.Array,
+    gamma_inj: jax.Array,
+    cols: dict[str, jax.Array],
+    valid: jax.Array,
+    overflow: jax.Array,
+) -> TrialData:
+    n_total = data.band.n_total
     n_inj = jnp.asarray(0)
-    overflow = jnp.asarray(False)
     if data.injection is not None:
-        inj_cols, inj_valid, n_req = _injected_columns(data, k_inj, ns_inj, gamma_inj)
+        inj_cols, inj_valid, n_req = _injected_columns(data, key, ns_inj, gamma_inj)
         cols = {k: jnp.concatenate([cols[k], inj_cols[k]]) for k in cols}
         valid = jnp.concatenate([valid, inj_valid])
         n_s = len(data.spatial_bkg)
         added = jnp.zeros(n_s).at[inj_cols["season"]].add(jnp.where(inj_valid, 1.0, 0.0))
         n_total = n_total + added
         n_inj = jnp.sum(inj_valid)
-        overflow = n_req > data.n_inj_max
+        overflow = overflow | (n_req > data.n_inj_max)
     return TrialData(cols, valid, n_total, n_inj, overflow)
 
 

@@ -46,7 +46,7 @@ from bayesnu.data.ps_release import PSRelease, Season
 from bayesnu.errors import ConfigError
 from bayesnu.flux import PowerLaw
 from bayesnu.frequentist.trials import TrialResults, run_trials
-from bayesnu.irf.injection import build_tables, sample_signal
+from bayesnu.irf.injection import build_tables, injection_capacity, sample_signal
 from bayesnu.irf.spatial import haversine, rayleigh_pdf_haversine
 from bayesnu.likelihood.pointsource import PSInputs
 from bayesnu.likelihood.ps_fit import fit_ns_gamma_nodes, log_marginal
@@ -524,8 +524,8 @@ class SpatialPriorAnalysis:
         index ``gamma``; ``n_inj_max`` (static buffer of injected events) defaults to the
         mean plus seven standard deviations (an overflow raises).
         """
-        if n_inj_max is None:  # Poisson mean + 7 sigma, in steps of 32 (few compilations)
-            n_inj_max = int(32 * math.ceil((ns + 7 * math.sqrt(max(ns, 1.0)) + 8) / 32))
+        if n_inj_max is None:
+            n_inj_max = injection_capacity(ns)
         data = self.trial_inputs(inject=True, gamma_fixed=gamma_fixed, n_inj_max=n_inj_max)
         return self._run(data, n_trials, seed, ns, gamma, desc="spatial-prior signal", **run)
 

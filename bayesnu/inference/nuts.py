@@ -32,6 +32,18 @@ def _progress_default() -> bool:
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
+#: NumPyro extra fields stored in ``sample_stats`` (ArviZ names: ``diverging``, ``n_steps``,
+#: ``tree_depth``, ``acceptance_rate``, ``energy`` for the BFMI, ``lp``, ``step_size``).
+SAMPLE_STATS: tuple[str, ...] = (
+    "diverging",
+    "num_steps",
+    "accept_prob",
+    "energy",
+    "potential_energy",
+    "adapt_state.step_size",
+)
+
+
 def choose_chain_method(chains: int) -> str:
     """``"parallel"`` when there is one JAX device per chain, else ``"sequential"``."""
     return "parallel" if chains > 1 and jax.local_device_count() >= chains else "sequential"
@@ -95,7 +107,8 @@ def run_nuts(
     Returns
     -------
     xarray.DataTree
-        Groups ``posterior``, ``sample_stats`` (with ``diverging``), and the optional
+        Groups ``posterior``, ``sample_stats`` (``diverging``, ``n_steps``, ``tree_depth``,
+        ``acceptance_rate``, ``energy``, ``lp``, ``step_size``), and the optional
         ``observed_data`` / ``constant_data``.
 
     Raises
@@ -125,9 +138,7 @@ def run_nuts(
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="There are not enough devices")
-        mcmc.run(
-            jax.random.PRNGKey(seed), *model_args, extra_fields=("diverging",), **dict(model_kwargs or {})
-        )
+        mcmc.run(jax.random.PRNGKey(seed), *model_args, extra_fields=SAMPLE_STATS, **dict(model_kwargs or {}))
     dt = az.from_numpyro(mcmc)
     post = dt["posterior"].to_dataset()
     for name, var in post.data_vars.items():

@@ -26,6 +26,7 @@ with SkyLLH's ``PDDatasetSignalGenerator``):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -151,6 +152,16 @@ class InjectedEvents(NamedTuple):
 
 
 # ---------------------------------------------------------------------------- pure functions
+
+
+def injection_capacity(ns: float, n_sigma: float = 7.0) -> int:
+    """Static number of injected events for a Poisson mean ``ns``.
+
+    The mean plus ``n_sigma`` standard deviations plus 8, rounded up to a multiple of 32
+    (few distinct sizes, so few compilations); a draw beyond it is reported as an overflow.
+    """
+    ns = max(float(ns), 0.0)
+    return int(32 * math.ceil((ns + n_sigma * math.sqrt(max(ns, 1.0)) + 8) / 32))
 
 
 def expected_counts(tables: InjectionTables, flux: PowerLaw) -> jax.Array:
