@@ -39,7 +39,9 @@ the whole scrambled band, for checks). The selected events (plus injected events
 within reach in signal trials) are compacted (prefix sum, index scatter, gather; no
 sort) into a static buffer sized from the exact expected count plus seven standard
 deviations, plus room for every injected event in signal trials (an overflow, of the
-buffer or of the static number of Poisson points, is reported). Everything is one pure function of the PRNG
+buffer or of the static number of Poisson points, is reported).
+
+Everything is one pure function of the PRNG
 key, so a batch of trials is a ``vmap`` and
 :func:`bayesnu.frequentist.trials.run_trials` runs them locally or on a
 ``dask.distributed`` cluster with identical results per seed.
@@ -375,8 +377,9 @@ def full_pseudo_data(
     rows, selected, ra, overflow = _reach_draws(k_ra, data)
     ev = data.band.events
     n = ev.ra.shape[0]
-    near = jnp.zeros(n, dtype=bool).at[jnp.where(selected, rows, n)].set(True, mode="drop")
-    ra_near = jnp.zeros(n).at[jnp.where(selected, rows, n)].set(ra, mode="drop")
+    dest = jnp.where(selected, rows, n)  # unselected points go nowhere
+    near = jnp.zeros(n, dtype=bool).at[dest].set(True, mode="drop")
+    ra_near = jnp.zeros(n).at[dest].set(ra, mode="drop")
     # Outside the reach arc: |ra - src| uniform on (dra, pi], either side.
     u = jax.random.uniform(jax.random.fold_in(k_ra, 1), (n,), minval=-1.0, maxval=1.0)
     dra = data.dra_reach
