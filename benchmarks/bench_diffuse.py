@@ -101,7 +101,9 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             ref_scan = profile_scan(a8, g, n, progress=False, method="lbfgsb")
             diff = float(np.max(np.abs(scan.neg_llh - ref_scan.neg_llh)))
-            rows.append(("profile scan, L-BFGS-B", time.perf_counter() - t0, f"max |d(-LLH)| vs Newton {diff:.1e}"))
+            rows.append(
+                ("profile scan, L-BFGS-B", time.perf_counter() - t0, f"max |d(-LLH)| vs Newton {diff:.1e}")
+            )
     print(f"\n{'task':<28} {'seconds':>10}  note")
     for name, sec, note in rows:
         print(f"{name:<28} {sec:>10.3f}  {note}")

@@ -65,6 +65,41 @@ def test_counting_trials_match_poisson_mean():
     assert np.all(res["ts"][n <= 10] == 0)
 
 
+def test_devices_do_not_change_results():
+    """Batches spread over several (CPU host) devices give the single-device numbers."""
+    devices = jax.devices()
+    assert len(devices) >= 2, "bayesnu exposes several host devices at import"
+    one = run_trials(peak_trial, 300, seed=4, inputs=(3.0, PROBLEM), batch_size=32, devices=devices[:1])
+    two = run_trials(peak_trial, 300, seed=4, inputs=(3.0, PROBLEM), batch_size=32, devices=devices[:2])
+    _equal(one, two)
+    assert one.meta["n_devices"] == 1 and two.meta["n_devices"] == 2
+    assert two.meta["n_batches"] == 10  # ceil(300 / 32), alternating between the devices
+
+
+def _capped_trial(key: jax.Array, capacity: jax.Array) -> dict[str, jax.Array]:
+    """Largest of n ~ Poisson(6) uniforms, kept in a static buffer of ``capacity.shape[0]`` rows."""
+    k_n, k_u = jax.random.split(key)
+    n = jax.random.poisson(k_n, 6.0)
+    u = jax.random.uniform(k_u, (64,))  # the draws do not depend on the capacity
+    cap = capacity.shape[0]
+    top = jnp.max(jnp.where(jnp.arange(cap) < n, u[:cap], -1.0))
+    return {"top": top, "n": n, "overflow": n > cap}
+
+
+def test_overflowing_trials_are_rerun_with_the_retry_inputs():
+    full = run_trials(_capped_trial, 500, seed=9, inputs=(jnp.zeros(64),), batch_size=64)
+    assert not full["overflow"].any()
+    tight = run_trials(
+        _capped_trial, 500, seed=9, inputs=(jnp.zeros(5),), retry_inputs=(jnp.zeros(64),), batch_size=64
+    )
+    _equal(full, tight)
+    # P(Poisson(6) > 5) = 0.55: about half the trials needed the rerun
+    assert tight.meta["n_retried"] == int(np.sum(full["n"] > 5)) > 200
+    plain = run_trials(_capped_trial, 500, seed=9, inputs=(jnp.zeros(5),), batch_size=64)
+    assert plain["overflow"].sum() == tight.meta["n_retried"]
+    np.testing.assert_array_equal(plain["top"][~plain["overflow"]], full["top"][~plain["overflow"]])
+
+
 def test_save_load_round_trip(tmp_path):
     res = run_trials(peak_trial, 128, seed=2, inputs=(1.0, PROBLEM), batch_size=64)
     path = res.save(tmp_path / "t.npz")

@@ -103,6 +103,34 @@ def test_trials_reproducible_and_batch_independent(ana: PointSourceAnalysis) -> 
     assert np.median(ts) < 0.5
 
 
+def test_tight_buffer_with_retry_equals_the_full_buffer(ana: PointSourceAnalysis) -> None:
+    """A tight selection buffer (rerunning the trials that overflow it) gives the fits of the
+    7-sd buffer; the trials' draws do not depend on the buffer."""
+    from dataclasses import replace
+
+    import jax.numpy as jnp
+
+    from bayesnu.frequentist.trials import run_trials
+
+    data = pf.trial_inputs(ana, inject=True, n_inj_max=64)
+    three = pt.with_buffer_sigma(data, 3.0)
+    assert three.buffer < data.buffer and three.n_points == data.n_points
+    # a buffer at the mean count (background within reach + 8 injected): many trials overflow
+    tight = replace(data, buffer=int(np.sum(np.asarray(data.dra_reach)) / np.pi) + 8)
+    args = (jnp.asarray(8.0), jnp.asarray(2.0))
+    full = run_trials(pf._trial_fn, 192, seed=3, inputs=(data, *args), batch_size=64)
+    res = run_trials(
+        pf._trial_fn, 192, seed=3, inputs=(tight, *args), retry_inputs=(data, *args), batch_size=64
+    )
+    assert 10 < res.meta["n_retried"] < 192 and not res["overflow"].any()
+    np.testing.assert_array_equal(res["n_inj"], full["n_inj"])
+    np.testing.assert_allclose(res["ts"], full["ts"], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(res["ns"], full["ns"], rtol=1e-9, atol=1e-9)
+    # the library's trials use the 3-sd buffer with this retry
+    bg = pf.background_trials(ana, 64, seed=3)
+    assert "n_retried" in bg.meta
+
+
 def test_signal_trials_recover_injection(ana: PointSourceAnalysis) -> None:
     res = pf.signal_trials(ana, 256, ns=15.0, gamma=2.0, seed=2)
     assert res.meta["mean_ns_injected"] == 15.0

@@ -27,7 +27,13 @@ import numpy as np
 from astropy.table import Table
 
 from bayesnu.analyses.point_source import PointSourceAnalysis, Source
-from bayesnu.analyses.ps_trials import PSTrialInputs, build_trial_inputs, ps_trial, with_injection_capacity
+from bayesnu.analyses.ps_trials import (
+    PSTrialInputs,
+    build_trial_inputs,
+    ps_trial,
+    with_buffer_sigma,
+    with_injection_capacity,
+)
 from bayesnu.errors import ConfigError
 from bayesnu.flux import PowerLaw
 from bayesnu.frequentist.conversion import FluxConversion
@@ -68,15 +74,28 @@ def trial_inputs(ana: PointSourceAnalysis, *, inject: bool = True, n_inj_max: in
     return data
 
 
-def default_batch_size(data: PSTrialInputs, max_elements: float = 1e6) -> int:
-    """Trials per vmapped batch: up to 512, fewer when the scrambled band is large (cache-friendly).
+#: Selection buffer of the trials' first pass: mean + this many sd of the events within
+#: reach (0.13% of trials overflow and are rerun with the 7-sd buffer).
+TIGHT_BUFFER_SIGMA = 3.0
 
-    Every trial draws a right ascension for each band event, so a batch holds
-    ``batch x band`` numbers per per-event quantity; this keeps that near ``max_elements``.
+
+def _with_retry(inputs: tuple[Any, ...]) -> dict[str, tuple[Any, ...]]:
+    """``run_trials`` keywords: tight-buffer inputs, and the given (7-sd) ones for overflowing trials."""
+    data, *rest = inputs
+    return {"inputs": (with_buffer_sigma(data, TIGHT_BUFFER_SIGMA), *rest), "retry_inputs": inputs}
+
+
+def default_batch_size(data: PSTrialInputs, max_elements: float = 2e6) -> int:
+    """Trials per vmapped batch (and device): 4 to 512, fewer when a trial's working set is large.
+
+    A trial works on its selection buffer: per event a row of the energy-ratio table
+    and a few columns, so a batch holds about ``batch x buffer x (n_gamma + 8)``
+    numbers; this keeps that near ``max_elements`` (cache-friendly; measured best on
+    IC40, 128, and on 10 seasons, 8).
     """
-    band = int(data.band.events.ra.shape[0])
-    size = 2 ** math.floor(math.log2(max(1.0, max_elements / max(band, 1))))
-    return int(min(512, max(8, size)))
+    per_trial = int(data.buffer) * (int(data.band.events.energy_ratio.shape[-1]) + 8)
+    size = 2 ** math.floor(math.log2(max(1.0, max_elements / max(per_trial, 1))))
+    return int(min(512, max(4, size)))
 
 
 def conversion(ana: PointSourceAnalysis, gamma: float) -> FluxConversion:
@@ -108,7 +127,7 @@ def background_trials(
         _trial_fn,
         n_trials,
         seed=seed,
-        inputs=(data, jnp.asarray(0.0), jnp.asarray(2.0)),
+        **_with_retry((data, jnp.asarray(0.0), jnp.asarray(2.0))),
         batch_size=batch_size,
         backend=backend,
         scheduler=scheduler,
@@ -154,7 +173,7 @@ def signal_trials(
         _trial_fn,
         n_trials,
         seed=seed,
-        inputs=(data, jnp.asarray(float(ns)), jnp.asarray(float(gamma))),
+        **_with_retry((data, jnp.asarray(float(ns)), jnp.asarray(float(gamma)))),
         batch_size=batch_size,
         backend=backend,
         scheduler=scheduler,
@@ -183,8 +202,9 @@ def pvalue(ana: PointSourceAnalysis, ts: float, background: TrialResults | np.nd
 
 def _sampler(ana: PointSourceAnalysis, gamma: float, **run: Any):
     data = trial_inputs(ana, inject=True)
+    retry = _with_retry((data, jnp.asarray(0.0), jnp.asarray(float(gamma))))
     return signal_sampler(
-        _trial_fn, (data, jnp.asarray(0.0), jnp.asarray(float(gamma))), strength_index=1, column="ts", **run
+        _trial_fn, retry["inputs"], retry_inputs=retry["retry_inputs"], strength_index=1, column="ts", **run
     )
 
 
@@ -324,10 +344,8 @@ def sensitivity_curve(
         sampler = _sampler(at, gamma, batch_size=sig_batch, **run)
 
         def background(n: int, seed: int) -> np.ndarray:
-            inputs = (data, jnp.asarray(0.0), jnp.asarray(float(gamma)))
-            res = run_trials(
-                _trial_fn, n, seed=seed, inputs=inputs, batch_size=sig_batch, progress=False, **run
-            )
+            inputs = _with_retry((data, jnp.asarray(0.0), jnp.asarray(float(gamma))))
+            res = run_trials(_trial_fn, n, seed=seed, **inputs, batch_size=sig_batch, progress=False, **run)
             _check_overflow(res)
             return res.columns["ts"]
 
