@@ -14,6 +14,8 @@ from scipy.interpolate import BSpline
 
 from bayesnu.errors import DataFormatError
 from bayesnu.irf.photospline import (
+    ContractedSpline,
+    SplineTable,
     basis_window,
     contract,
     evaluate,
@@ -99,3 +101,48 @@ def test_reader_errors(tmp_path):
     ).writeto(q)
     with pytest.raises(DataFormatError, match="expected 6"):
         read_photospline(q)
+
+
+def _full_values(table, xe: np.ndarray, s):
+    """Full tensor-product evaluation at (xe[i], s) for every event i."""
+    pts = jnp.concatenate([jnp.asarray(xe), jnp.full((xe.shape[0], 1), s)], axis=1)
+    return evaluate(table, pts)
+
+
+def _contracted_rows(c, rows):
+    return ContractedSpline(rows, c.knots, c.order)
+
+
+@pytest.mark.parametrize("s", [0.93, 1.01, 1.17])
+def test_contracted_derivatives_equal_the_full_table(s):
+    """The contracted evaluation's custom JVP (value and slope from one read of the rows)
+    gives the same first and second derivatives in the last coordinate as autodiff
+    through the full tensor-product evaluation, also for stacked tables, and is linear
+    in the rows."""
+    rng = np.random.default_rng(11)
+    k0, k1 = 2, 2
+    t0 = np.linspace(0.0, 3.0, 10)
+    t1 = np.sort(np.concatenate([[0.8, 0.85], rng.uniform(0.9, 1.2, 6), [1.25, 1.3]]))
+    coeff = rng.normal(size=(len(t0) - k0 - 1, len(t1) - k1 - 1))
+    table = SplineTable(
+        jnp.asarray(coeff), (jnp.asarray(t0), jnp.asarray(t1)), (k0, k1), ((0.0, 3.0), (0.8, 1.3))
+    )
+    xe = rng.uniform(0.5, 2.5, (7, 1))
+    c = contract(table, xe)
+    d1 = jax.jacfwd(lambda u: _full_values(table, xe, u))(jnp.asarray(s))
+    d2 = jax.hessian(lambda u: _full_values(table, xe, u).sum())(jnp.asarray(s))
+    tol = dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(jax.jacfwd(lambda u: evaluate_contracted(c, u))(s), d1, **tol)
+    np.testing.assert_allclose(jax.jacrev(lambda u: evaluate_contracted(c, u))(s), d1, **tol)
+    np.testing.assert_allclose(
+        jax.hessian(lambda u: evaluate_contracted(c, u).sum())(s), d2, rtol=1e-9, atol=1e-10
+    )
+    # two stacked copies (the second scaled by 2) give both results at once
+    stacked = _contracted_rows(c, jnp.stack([c.rows, 2.0 * c.rows], axis=1))
+    np.testing.assert_allclose(
+        jax.jacrev(lambda u: evaluate_contracted(stacked, u))(s), np.stack([d1, 2 * d1]), **tol
+    )
+    # linear in the rows: d/d(rows) . rows == value
+    val = evaluate_contracted(c, s)
+    tangent = jax.jvp(lambda r: evaluate_contracted(_contracted_rows(c, r), s), (c.rows,), (c.rows,))[1]
+    np.testing.assert_allclose(tangent, val, rtol=1e-12, atol=1e-14)

@@ -36,12 +36,14 @@ one-dimensional spline for all events with a single dynamic slice.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from astropy.io import fits
+from jax.custom_derivatives import SymbolicZero
 
 from bayesnu.errors import DataFormatError
 
@@ -286,6 +288,8 @@ class ContractedSpline:
         ``(n + 2k, N)``: row ``j`` holds, for every event, the coefficient of basis
         function ``j - k`` of the last dimension (``k`` zero rows on both sides), so that
         :func:`evaluate_contracted` gives :math:`f(x_e, s)` for all events at once.
+        Extra axes between the two, ``(n + 2k, ..., N)``, stack several tables with the
+        same last-dimension knots; the result then has shape ``(..., N)``.
     knots
         Knot vector of the last dimension.
     order
@@ -331,11 +335,53 @@ def contract(table: SplineTable, x_fixed: np.ndarray) -> ContractedSpline:
 
 
 def evaluate_contracted(spline: ContractedSpline, s: jax.Array) -> jax.Array:
-    """Values :math:`f(x_e, s)` for all events at one scalar coordinate ``s`` of the last dimension.
+    r"""Values :math:`f(x_e, s)` for all events at one scalar coordinate ``s`` of the last dimension.
 
-    Costs ``N * (k + 1)`` multiply-adds (one dynamic slice of ``rows``); differentiable in ``s``.
+    Costs ``N * (k + 1)`` multiply-adds over ``k + 1`` dynamically indexed rows of
+    ``rows``. Differentiable in ``s`` (and in ``rows``): the derivative
+    :math:`\partial f / \partial s` is formed in the same pass over the rows as the value
+    (a custom JVP), so a gradient reads the ``k + 1`` rows once, not twice. The sums are
+    written element-wise (not as a matrix product) so that XLA fuses them with the
+    caller's other per-event arithmetic.
     """
-    k = spline.order
-    left, v, inside = basis_window(spline.knots, k, jnp.asarray(s, dtype=jnp.float64))
-    window = jax.lax.dynamic_slice_in_dim(spline.rows, left, k + 1, axis=0)
-    return jnp.where(inside, v @ window, 0.0)
+    return _evaluate_rows(spline.rows, spline.knots, jnp.asarray(s, dtype=jnp.float64), spline.order)
+
+
+def _window_sum(rows: jax.Array, left: jax.Array, coeffs: jax.Array) -> jax.Array:
+    """``sum_j coeffs[j, ...] * rows[left + j]`` over the ``len(coeffs)`` rows from ``left``.
+
+    Trailing dimensions of ``coeffs`` give several sums from one read of the rows
+    (result shape ``coeffs.shape[1:] + rows.shape[1:]``).
+    """
+    expand = (...,) + (None,) * (rows.ndim - 1)
+    out = coeffs[0][expand] * jax.lax.dynamic_index_in_dim(rows, left, axis=0, keepdims=False)
+    for j in range(1, coeffs.shape[0]):
+        row = jax.lax.dynamic_index_in_dim(rows, left + j, axis=0, keepdims=False)
+        out = out + coeffs[j][expand] * row
+    return out
+
+
+def _basis_at(knots: jax.Array, k: int, s: jax.Array) -> tuple[jax.Array, jax.Array]:
+    left, v, inside = basis_window(knots, k, s)
+    return left, jnp.where(inside, v, 0.0)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(3,))
+def _evaluate_rows(rows: jax.Array, knots: jax.Array, s: jax.Array, k: int) -> jax.Array:
+    left, v = _basis_at(knots, k, s)
+    return _window_sum(rows, left, v)
+
+
+@partial(_evaluate_rows.defjvp, symbolic_zeros=True)
+def _evaluate_rows_jvp(k: int, primals, tangents):
+    rows, knots, s = primals
+    d_rows, _, d_s = tangents
+    left, v = _basis_at(knots, k, s)
+    # value and d/ds from one read of the k + 1 rows (knots are data: no tangent)
+    dv = jax.jvp(lambda x: _basis_at(knots, k, x)[1], (s,), (jnp.ones_like(s),))[1]
+    both = _window_sum(rows, left, jnp.stack([v, dv], axis=1))
+    value, slope = both[0], both[1]
+    tangent = jnp.zeros_like(value) if isinstance(d_s, SymbolicZero) else slope * d_s
+    if not isinstance(d_rows, SymbolicZero):
+        tangent = tangent + _window_sum(d_rows, left, v)
+    return value, tangent

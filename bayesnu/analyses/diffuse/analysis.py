@@ -472,6 +472,7 @@ class DiffuseAnalysis:
         dense_mass: bool = True,
         progress_bar: bool | None = None,
         chain_method: str | None = None,
+        max_tree_depth: int = 10,
     ):
         """NUTS posterior of the free parameters as an ArviZ DataTree.
 
@@ -507,6 +508,7 @@ class DiffuseAnalysis:
             seed=seed,
             target_accept=target_accept,
             dense_mass=dense_mass,
+            max_tree_depth=max_tree_depth,
             init_values=init_values,
             progress_bar=progress_bar,
             chain_method=chain_method,

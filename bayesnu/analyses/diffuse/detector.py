@@ -20,7 +20,9 @@ outside a table's extents, and atmospheric muons, get factor 1 for that table.
 
 Because :math:`x_i` is fixed, :func:`build_detector_model` sums the fixed dimensions
 out once (:func:`bayesnu.irf.photospline.contract`); inside the likelihood each
-table costs one dynamic slice and a ``(k+1)``-term dot product per event.
+table costs ``k + 1`` multiply-adds per event. Tables of the three components that
+share a systematic's knots are stacked into one term, so that one basis evaluation and
+one pass over the events serve all three components.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def spline_path(directory: str | Path, systematic: str, component: str, ptype: i
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class DetectorTerm:
-    r"""One contracted table (or several sharing the last-dimension knots) applied to events.
+    r"""Contracted tables of one systematic for all components, applied to events.
 
     Attributes
     ----------
@@ -81,9 +83,11 @@ class DetectorTerm:
         Positions of the member events in the MC arrays, or ``None`` when ``spline``
         covers all events (non-members have zero rows and zero nominal values).
     spline
-        The table(s) contracted at the events' fixed coordinates.
+        The tables contracted at the events' fixed coordinates; ``rows`` has shape
+        ``(n_basis, n_components, n_members)`` (components in :data:`COMPONENTS` order;
+        a component without a table for these events has zero rows).
     nominal
-        :math:`f(x_i, p^{\mathrm{nom}})` per event of ``spline``.
+        :math:`f(x_i, p^{\mathrm{nom}})`, shape ``(n_components, n_members)``.
     parameter
         Name of the systematic parameter (static).
     """
@@ -97,20 +101,21 @@ class DetectorTerm:
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class DetectorModel:
-    """Detector terms per component (``astro``, ``conv``, ``prompt``) for one MC sample."""
+    """Detector terms for one MC sample, each covering all components of :data:`COMPONENTS`."""
 
-    astro: tuple[DetectorTerm, ...]
-    conv: tuple[DetectorTerm, ...]
-    prompt: tuple[DetectorTerm, ...]
+    terms: tuple[DetectorTerm, ...]
     n_events: int = field(metadata=dict(static=True))
 
 
-def log10_correction(terms: tuple[DetectorTerm, ...], theta: dict, n_events: int) -> jax.Array:
-    """:math:`\\sum_s [f_s(x_i, p_s) - f_s(x_i, p_s^{\\mathrm{nom}})]` for every event."""
-    out = jnp.zeros(n_events)
-    for term in terms:
+def log10_corrections(model: DetectorModel, theta: dict) -> jax.Array:
+    r""":math:`\sum_s [f_{s,c}(x_i, p_s) - f_{s,c}(x_i, p_s^{\mathrm{nom}})]`, shape ``(3, n_events)``.
+
+    Rows in :data:`COMPONENTS` order (astrophysical, conventional, prompt).
+    """
+    out = jnp.zeros((len(COMPONENTS), model.n_events))
+    for term in model.terms:
         vals = evaluate_contracted(term.spline, theta[term.parameter]) - term.nominal
-        out = out + vals if term.index is None else out.at[term.index].add(vals)
+        out = out + vals if term.index is None else out.at[:, term.index].add(vals)
     return out
 
 
@@ -177,9 +182,9 @@ def build_detector_model(
         if abs(int(p)) != 13 and np.any((ptype == p) & (morph == m))
     ]
     n_events = int(ptype.shape[0])
-    out: dict[str, tuple[DetectorTerm, ...]] = {}
-    for comp in COMPONENTS:
-        merged: dict[tuple, list] = {}
+    n_comp = len(COMPONENTS)
+    merged: dict[tuple, list] = {}
+    for ci, comp in enumerate(COMPONENTS):
         for systematic, (_, pname, nominal) in SYSTEMATICS.items():
             for p, m in groups:
                 tab = table(spline_path(spline_dir, systematic, comp, p, m))
@@ -195,23 +200,24 @@ def build_detector_model(
                     continue
                 c = contract(tab, x)
                 key = (systematic, tuple(np.asarray(tab.knots[-1]).tolist()), tab.order[-1], pname, nominal)
-                merged.setdefault(key, []).append((idx, np.asarray(c.rows)))
-        terms = []
-        for (_, knots, k, pname, nominal), parts in merged.items():
-            idx = np.concatenate([q[0] for q in parts])
-            rows = np.concatenate([q[1] for q in parts], axis=1)
-            knots_arr = np.asarray(knots, dtype=float)
-            nom = _nominal(rows, knots_arr, k, nominal)
-            if idx.size >= n_events // 2:
-                dense = np.zeros((rows.shape[0], n_events))
-                dense[:, idx] = rows
-                dnom = np.zeros(n_events)
-                dnom[idx] = nom
-                spline = ContractedSpline(jnp.asarray(dense), jnp.asarray(knots_arr), k)
-                terms.append(DetectorTerm(None, spline, jnp.asarray(dnom), pname))
-            else:
-                order = np.argsort(idx, kind="stable")
-                spline = ContractedSpline(jnp.asarray(rows[:, order]), jnp.asarray(knots_arr), k)
-                terms.append(DetectorTerm(jnp.asarray(idx[order]), spline, jnp.asarray(nom[order]), pname))
-        out[comp] = tuple(terms)
-    return DetectorModel(out["astro"], out["conv"], out["prompt"], n_events)
+                merged.setdefault(key, []).append((ci, idx, np.asarray(c.rows)))
+    terms = []
+    for (_, knots, k, pname, nominal), parts in merged.items():
+        members = np.unique(np.concatenate([q[1] for q in parts]))
+        n_basis = parts[0][2].shape[0]
+        rows = np.zeros((n_basis, n_comp, members.size))
+        for ci, idx, r in parts:
+            rows[:, ci, np.searchsorted(members, idx)] = r
+        knots_arr = np.asarray(knots, dtype=float)
+        nom = np.stack([_nominal(rows[:, ci, :], knots_arr, k, nominal) for ci in range(n_comp)])
+        if members.size >= n_events // 2:
+            dense = np.zeros((n_basis, n_comp, n_events))
+            dense[:, :, members] = rows
+            dnom = np.zeros((n_comp, n_events))
+            dnom[:, members] = nom
+            spline = ContractedSpline(jnp.asarray(dense), jnp.asarray(knots_arr), k)
+            terms.append(DetectorTerm(None, spline, jnp.asarray(dnom), pname))
+        else:
+            spline = ContractedSpline(jnp.asarray(rows), jnp.asarray(knots_arr), k)
+            terms.append(DetectorTerm(jnp.asarray(members), spline, jnp.asarray(nom), pname))
+    return DetectorModel(tuple(terms), n_events)

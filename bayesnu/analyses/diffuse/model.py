@@ -40,7 +40,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
-from bayesnu.analyses.diffuse.detector import DetectorModel, log10_correction
+from bayesnu.analyses.diffuse.detector import DetectorModel, log10_corrections
 from bayesnu.analyses.diffuse.params import PARAMETER_NAMES, Prior, log_prior
 from bayesnu.likelihood.binned import bin_sums, binned_loglike
 
@@ -118,11 +118,10 @@ def component_weights(theta: dict[str, Any], inputs: DiffuseInputs) -> dict[str,
     prompt_scale = theta["prompt_norm"] * jnp.exp(-theta["cr_delta_gamma"] * _LOG_CONV_OVER_PROMPT)
     prompt = prompt_scale * tilt * inputs.prompt_base
     if inputs.detector is not None:
-        det = inputs.detector
-        n = det.n_events
-        astro = astro * jnp.exp(_LN10 * log10_correction(det.astro, theta, n))
-        conv = conv * jnp.exp(_LN10 * log10_correction(det.conv, theta, n))
-        prompt = prompt * jnp.exp(_LN10 * log10_correction(det.prompt, theta, n))
+        factor = jnp.exp(_LN10 * log10_corrections(inputs.detector, theta))
+        astro = astro * factor[0]
+        conv = conv * factor[1]
+        prompt = prompt * factor[2]
     muon = theta["muon_norm"] * inputs.muon_base
     return {"astro": astro, "conv": conv, "prompt": prompt, "muon": muon}
 
@@ -165,6 +164,22 @@ def _prior_distribution(p: Prior) -> dist.Distribution:
     return dist.ImproperUniform(support, (), ())
 
 
+@jax.jit
+def _loglike_and_totals(
+    theta: dict[str, Any], inputs: DiffuseInputs
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """:func:`log_likelihood` and each component's expected events summed over all MC events.
+
+    Jitted on its own so that NumPyro's repeated tracing of :func:`diffuse` (set-up,
+    initialisation, sampling, deterministic sites) reuses one traced computation.
+    """
+    w = component_weights(theta, inputs)
+    total = (w["astro"] + w["conv"] + w["prompt"]) + w["muon"]
+    mu, s2 = bin_sums(total, inputs.bin_index, inputs.n_bins)
+    loglike = binned_loglike(inputs.counts, mu, s2, inputs.has_mc, inputs.likelihood)
+    return loglike, {comp: jnp.sum(w[comp]) for comp in COMPONENT_NAMES}
+
+
 def diffuse(inputs: DiffuseInputs, fixed: dict[str, float] | None = None) -> None:
     r"""NumPyro model of the HESE-style diffuse fit.
 
@@ -186,12 +201,10 @@ def diffuse(inputs: DiffuseInputs, fixed: dict[str, float] | None = None) -> Non
             theta[name] = jnp.asarray(fixed[name], dtype=jnp.float64)
         else:
             theta[name] = numpyro.sample(name, _prior_distribution(priors[name]))
-    w = component_weights(theta, inputs)
-    total = (w["astro"] + w["conv"] + w["prompt"]) + w["muon"]
-    mu, s2 = bin_sums(total, inputs.bin_index, inputs.n_bins)
-    numpyro.factor("loglike", binned_loglike(inputs.counts, mu, s2, inputs.has_mc, inputs.likelihood))
+    loglike, n_expected = _loglike_and_totals(theta, inputs)
+    numpyro.factor("loglike", loglike)
     for comp in COMPONENT_NAMES:
-        numpyro.deterministic(f"n_{comp}", jnp.sum(w[comp]))
+        numpyro.deterministic(f"n_{comp}", n_expected[comp])
     per_flavour = theta["astro_norm"] * ASTRO_UNIT_PER_FLAVOUR
     numpyro.deterministic("astro_flux_100tev_per_flavour", per_flavour)
     numpyro.deterministic("astro_e2dnde_100tev_per_flavour", per_flavour * ASTRO_PIVOT_GEV**2)
