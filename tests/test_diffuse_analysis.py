@@ -23,6 +23,7 @@ from bayesnu.cli import main
 from bayesnu.data.hese import HESEMonteCarlo, read_hese_data, write_hese_mc
 from bayesnu.data.hese_simulate import HESESimulationConfig, sample_events, simulate_hese_mc
 from bayesnu.errors import ConfigError, DataFormatError
+from bayesnu.inference import load_netcdf
 
 pytestmark = pytest.mark.xdist_group("diffuse")
 
@@ -269,6 +270,8 @@ def test_cli_fit_and_sample(tmp_path, capsys, real_hese_dir, mc):
             "60",
             "--seed",
             "1",
+            "--max-tree-depth",
+            "3",
             "--out",
             str(tmp_path / "post.nc"),
             "--json",
@@ -278,6 +281,8 @@ def test_cli_fit_and_sample(tmp_path, capsys, real_hese_dir, mc):
     out = json.loads(capsys.readouterr().out)
     assert {"mean", "sd", "q5", "q95", "r_hat", "ess_bulk"} <= set(out["params"]["astro_gamma"])
     assert (tmp_path / "post.nc").exists() and "divergences" in out
+    stats = load_netcdf(tmp_path / "post.nc")["sample_stats"]
+    assert int(stats["tree_depth"].max()) <= 3 and int(stats["n_steps"].max()) <= 7
     assert main(["fit", "diffuse", "--data", data, "--mc", str(tmp_path / "mc"), "--fix", "bogus"]) == 2
 
 
@@ -303,6 +308,9 @@ def test_card_runner_and_plots(tmp_path, real_hese_dir):
     assert "NOT IceCube" in res["notes"][0]
     with pytest.raises(ConfigError, match="unknown key"):
         run_diffuse_card({"bogus": 1}, tmp_path)
+    bad = dict(section, sample={"chains": 2, "tree_depth": 3}, profile_scan=None, plots=False)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['tree_depth'\] in sample"):
+        run_diffuse_card(bad, tmp_path)
 
 
 @pytest.mark.slow

@@ -138,7 +138,13 @@ def _sample(args: argparse.Namespace) -> int:
     from bayesnu.inference import save_netcdf, summarize
 
     ana = _analysis(args)
-    dt = ana.sample(chains=args.chains, draws=args.draws, warmup=args.warmup, seed=args.seed)
+    dt = ana.sample(
+        chains=args.chains,
+        draws=args.draws,
+        warmup=args.warmup,
+        seed=args.seed,
+        max_tree_depth=args.max_tree_depth,
+    )
     if args.out:
         save_netcdf(dt, args.out)
     summary = summarize(dt, var_names=list(ana.free_parameters))
@@ -231,6 +237,12 @@ def register(verbs: dict[str, argparse._SubParsersAction]) -> None:
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument(
+        "--max-tree-depth",
+        type=int,
+        default=10,
+        help="NUTS tree depth limit (3: at most 7 leapfrog steps per draw; fast with --warmup 300)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the posterior (ArviZ netCDF) here")
     p.set_defaults(func=_sample)

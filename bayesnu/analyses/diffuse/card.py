@@ -10,7 +10,7 @@ A card's ``diffuse`` section (see ``models/hese_diffuse.yaml``)::
       likelihood: say          # or poisson
       fixed: {}                # {name: value}
       priors: {}               # {name: {mean, sd, lower, upper}}
-      sample: {chains: 4, draws: 1000, warmup: 1000, seed: 1}
+      sample: {chains: 4, draws: 1000, warmup: 1000, seed: 1}   # also max_tree_depth (default 10)
       profile_scan: {gamma: [2.0, 4.0, 11], norm: [0.0, 12.0, 13]}
       plots: true
 
@@ -34,6 +34,7 @@ import numpy as np
 
 from bayesnu.errors import ConfigError
 
+SAMPLE_KEYS = {"chains", "draws", "warmup", "seed", "max_tree_depth"}
 KEYS = {
     "data",
     "mc",
@@ -106,6 +107,11 @@ def run_diffuse_card(
     unknown = set(section) - KEYS
     if unknown:
         raise ConfigError(f"diffuse card: unknown key(s) {sorted(unknown)}; allowed: {sorted(KEYS)}")
+    unknown = set(section.get("sample") or {}) - SAMPLE_KEYS
+    if unknown:
+        raise ConfigError(
+            f"diffuse card: unknown key(s) {sorted(unknown)} in sample; allowed: {sorted(SAMPLE_KEYS)}"
+        )
     card_dir = None if card_dir is None else Path(card_dir)
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,6 +187,7 @@ def _run(ana, section: Mapping[str, Any], out: Path, notes: list[str]) -> dict:
             draws=s.get("draws", 1000),
             warmup=s.get("warmup", 1000),
             seed=s.get("seed", 0),
+            max_tree_depth=s.get("max_tree_depth", 10),
         )
         save_netcdf(post, out / "posterior.nc")
         summ = summarize(post, var_names=list(ana.free_parameters))
