@@ -30,7 +30,8 @@ units of ``float32`` rounding (about 1e-7 relative). Gradients come from JAX.
 For fits where all coordinates but one are fixed per event (detector systematics:
 event observables fixed, one nuisance parameter varying), :func:`contract` sums out
 the fixed dimensions once and :func:`evaluate_contracted` evaluates the remaining
-one-dimensional spline for all events with a single dynamic slice.
+one-dimensional spline for all events with ``k + 1`` dynamically indexed rows (value
+and slope from the same read, see its custom JVP).
 """
 
 from __future__ import annotations
@@ -376,9 +377,9 @@ def _evaluate_rows(rows: jax.Array, knots: jax.Array, s: jax.Array, k: int) -> j
 def _evaluate_rows_jvp(k: int, primals, tangents):
     rows, knots, s = primals
     d_rows, _, d_s = tangents
-    left, v = _basis_at(knots, k, s)
-    # value and d/ds from one read of the k + 1 rows (knots are data: no tangent)
-    dv = jax.jvp(lambda x: _basis_at(knots, k, x)[1], (s,), (jnp.ones_like(s),))[1]
+    # basis values, their d/ds and the window start from one evaluation (knots are data: no tangent)
+    v, dv, left = jax.jvp(lambda x: _basis_at(knots, k, x)[::-1], (s,), (jnp.ones_like(s),), has_aux=True)
+    # value and d/ds from one read of the k + 1 rows
     both = _window_sum(rows, left, jnp.stack([v, dv], axis=1))
     value, slope = both[0], both[1]
     tangent = jnp.zeros_like(value) if isinstance(d_s, SymbolicZero) else slope * d_s

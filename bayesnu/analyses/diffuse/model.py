@@ -126,17 +126,23 @@ def component_weights(theta: dict[str, Any], inputs: DiffuseInputs) -> dict[str,
     return {"astro": astro, "conv": conv, "prompt": prompt, "muon": muon}
 
 
+def _total(w: dict[str, jax.Array]) -> jax.Array:
+    return (w["astro"] + w["conv"] + w["prompt"]) + w["muon"]
+
+
 def event_weights(theta: dict[str, Any], inputs: DiffuseInputs) -> jax.Array:
     """Per-event total expected events."""
-    w = component_weights(theta, inputs)
-    return (w["astro"] + w["conv"] + w["prompt"]) + w["muon"]
+    return _total(component_weights(theta, inputs))
+
+
+def _binned_loglike(w: jax.Array, inputs: DiffuseInputs) -> jax.Array:
+    mu, s2 = bin_sums(w, inputs.bin_index, inputs.n_bins)
+    return binned_loglike(inputs.counts, mu, s2, inputs.has_mc, inputs.likelihood)
 
 
 def log_likelihood(theta: dict[str, Any], inputs: DiffuseInputs) -> jax.Array:
     """Binned log-likelihood (Poisson or SAY, ``inputs.likelihood``) without the prior."""
-    w = event_weights(theta, inputs)
-    mu, s2 = bin_sums(w, inputs.bin_index, inputs.n_bins)
-    return binned_loglike(inputs.counts, mu, s2, inputs.has_mc, inputs.likelihood)
+    return _binned_loglike(event_weights(theta, inputs), inputs)
 
 
 def log_density(theta: dict[str, Any], inputs: DiffuseInputs) -> jax.Array:
@@ -174,10 +180,7 @@ def _loglike_and_totals(
     initialisation, sampling, deterministic sites) reuses one traced computation.
     """
     w = component_weights(theta, inputs)
-    total = (w["astro"] + w["conv"] + w["prompt"]) + w["muon"]
-    mu, s2 = bin_sums(total, inputs.bin_index, inputs.n_bins)
-    loglike = binned_loglike(inputs.counts, mu, s2, inputs.has_mc, inputs.likelihood)
-    return loglike, {comp: jnp.sum(w[comp]) for comp in COMPONENT_NAMES}
+    return _binned_loglike(_total(w), inputs), {comp: jnp.sum(w[comp]) for comp in COMPONENT_NAMES}
 
 
 def diffuse(inputs: DiffuseInputs, fixed: dict[str, float] | None = None) -> None:
